@@ -111,6 +111,7 @@ class EngineConfig:
     max_tokens_limit: int = 4096
     prefix_kv_reuse: bool = True
     out_block: bool = False
+    decoding_rule: str = "low_confidence_dynamic"
     tpot_slo_ms: float | None = None
     profile_path: Path | None = None  # None: the per model+device+dtype cache file
     use_kernels: bool = True  # Triton kernels + CUDA graphs on CUDA; references on CPU
@@ -132,3 +133,16 @@ class EngineConfig:
         if self.tpot_slo_ms is not None and self.tpot_slo_ms <= 0:
             raise ConfigError(f"tpot_slo_ms: must be positive, got {self.tpot_slo_ms}")
         return self
+
+
+def check_mode(model_config, mode: DecodingMode) -> None:
+    """AR mode needs a causal checkpoint, and every other mode a block-diffusion one."""
+    if (mode.kind == "ar") != model_config.causal:
+        kind = "a causal (AR) checkpoint" if mode.kind == "ar" else "a block-diffusion checkpoint"
+        raise ConfigError(f"mode: {mode} needs {kind}; this checkpoint is "
+                          f"{'causal' if model_config.causal else 'block-diffusion'}")
+
+
+def mask_id(model_config) -> int:
+    """The checkpoint's mask token id (-1 for causal checkpoints, which never feed MASK)."""
+    return -1 if model_config.mask_token_id is None else model_config.mask_token_id

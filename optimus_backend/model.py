@@ -36,17 +36,12 @@ class ModelConfig:
     tie_word_embeddings: bool = False
     qk_norm: bool = True  # Qwen3 / SDAR
     qkv_bias: bool = False  # Qwen2 / Fast-dLLM v2
-    logits_shift: bool = False  # Fast-dLLM v2: the logits of position p predict position p + 1
+    logits_shift: bool = False  # AR twins and Fast-dLLM v2: the logits of position p predict p + 1
     causal: bool = False  # AR checkpoints: decode with c = 1 and causal attention
-    block_size: int = 32
+    block_size: int = 32  # 1 for causal checkpoints
     mask_token_id: int | None = None
     eos_token_ids: list[int] = field(default_factory=list)
     pad_token_id: int | None = None
-
-    @property
-    def attention_block_size(self) -> int:
-        """Block size of the attention pattern: 1 (causal) for AR checkpoints."""
-        return 1 if self.causal else self.block_size
 
 
 class RMSNorm(nn.Module):

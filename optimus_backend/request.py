@@ -1,0 +1,152 @@
+"""One request's decoding state and the window rules of DESIGN §3 (shared by the engine and the reference).
+
+Positions are absolute. ``cached_len`` positions have final KV. Block k is [kB, (k+1)B). For models with
+shifted logits (causal AR twins, Fast-dLLM v2) the logits of fed position p predict position p + 1, so
+the fed range is the target range moved back by one and ``cached_len`` stops one short of the first
+MASK: the last committed token before it is fed again as the predictor (no KV is ever written twice).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from .config import SamplingParams
+
+
+class StepKind(enum.Enum):
+    PREFILL = "prefill"  # prompt positions in complete blocks: fed once, cached
+    DECODE = "decode"  # a window with MASK slots to score
+    CLEAN = "clean"  # BD-B / no-reuse: the finished block fed with real ids to write its KV
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """What one request feeds in one step."""
+
+    kind: StepKind
+    fed_start: int
+    fed_end: int
+    scored: tuple[int, ...]  # target positions to score; row of p is p - shift - fed_start
+    cache_end: int  # KV of [fed_start, cache_end) is written from this step's forward
+
+    @property
+    def fed_len(self) -> int:
+        return self.fed_end - self.fed_start
+
+
+@dataclass
+class Request:
+    """State of one request: token ids with MASK slots, commit flags, cache progress, finish."""
+
+    request_id: str
+    prompt_ids: list[int]
+    params: SamplingParams
+    block_size: int
+    mask_id: int
+    shift: int  # 1 when logits are shifted by one position
+    eos_ids: frozenset[int] = frozenset()
+    ids: list[int] = field(default_factory=list)
+    committed: list[bool] = field(default_factory=list)
+    cached_len: int = 0
+    steps: int = 0
+    finished: bool = False
+    finish_reason: str | None = None
+    output_len: int | None = None  # generated tokens kept when finished (EOS excluded)
+
+    def __post_init__(self) -> None:
+        prompt_len = len(self.prompt_ids)
+        self.ids = list(self.prompt_ids) + [self.mask_id] * self.params.max_tokens
+        self.committed = [True] * prompt_len + [False] * self.params.max_tokens
+
+    @property
+    def prompt_len(self) -> int:
+        return len(self.prompt_ids)
+
+    @property
+    def total_len(self) -> int:
+        return len(self.ids)
+
+    @property
+    def prefilled(self) -> bool:
+        return self.steps > 0 or self.prefill_end() == 0
+
+    def prefill_end(self) -> int:
+        """Prompt positions cached by prefill: complete blocks (less the predictor for shifted models)."""
+        return max(0, (self.prompt_len // self.block_size) * self.block_size - self.shift)
+
+    def first_mask(self) -> int:
+        for pos in range(self.cached_len, self.total_len):
+            if not self.committed[pos]:
+                return pos
+        return self.total_len
+
+    def generated(self) -> list[int]:
+        """The contiguous committed prefix of generated tokens (what may be streamed)."""
+        end = self.first_mask() if self.output_len is None else self.prompt_len + self.output_len
+        return self.ids[self.prompt_len:end]
+
+    def plan(self, chunk: int, prefix_reuse: bool = True, out_block: bool = False) -> StepPlan:
+        """The window of this step for chunk size ``chunk`` (DESIGN §3)."""
+        if not self.prefilled:
+            end = self.prefill_end()
+            return StepPlan(StepKind.PREFILL, 0, end, (), end)
+        if prefix_reuse:
+            return self._plan_reuse(chunk, out_block)
+        return self._plan_block(chunk)
+
+    def _in_first_masked_block(self, positions: range, first_mask: int, out_block: bool) -> tuple[int, ...]:
+        block_end = (first_mask // self.block_size + 1) * self.block_size
+        return tuple(p for p in positions if not self.committed[p] and (out_block or p < block_end))
+
+    def _plan_reuse(self, chunk: int, out_block: bool) -> StepPlan:
+        first_mask = self.first_mask()
+        limit = self.total_len if out_block else min((first_mask // self.block_size + 1) * self.block_size, self.total_len)
+        start = self.cached_len
+        target_start = start + self.shift
+        target_end = min(target_start + chunk, limit)
+        fed_end = target_end - self.shift
+        run_end = start
+        while run_end < fed_end and self.committed[run_end]:
+            run_end += 1
+        cache_end = run_end - 1 if self.shift and run_end < fed_end else run_end
+        scored = self._in_first_masked_block(range(target_start, target_end), first_mask, out_block)
+        return StepPlan(StepKind.DECODE, start, fed_end, scored, cache_end)
+
+    def _plan_block(self, chunk: int) -> StepPlan:
+        block = (self.cached_len + self.shift) // self.block_size
+        block_start = block * self.block_size
+        block_end = min(block_start + self.block_size, self.total_len)
+        masks = [p for p in range(block_start, block_end) if not self.committed[p]]
+        if not masks:
+            return StepPlan(StepKind.CLEAN, self.cached_len, block_end - self.shift, (), block_end - self.shift)
+        target_end = masks[min(chunk, len(masks)) - 1] + 1
+        return StepPlan(StepKind.DECODE, self.cached_len, target_end - self.shift, tuple(masks[:chunk]), self.cached_len)
+
+    def apply(self, plan: StepPlan, commits: dict[int, int]) -> None:
+        """Records this step's commits and KV writes, then checks EOS / length."""
+        for pos, token in commits.items():
+            assert plan.kind is StepKind.DECODE and pos in plan.scored and not self.committed[pos]
+            self.ids[pos] = token
+            self.committed[pos] = True
+        self.cached_len = max(self.cached_len, plan.cache_end)
+        self.steps += 1
+        self._check_finish()
+
+    def _check_finish(self) -> None:
+        first_mask = self.first_mask()
+        if not self.params.ignore_eos:
+            for pos in range(self.prompt_len, first_mask):
+                if self.ids[pos] in self.eos_ids:
+                    self.finish("stop", pos - self.prompt_len)
+                    return
+        if first_mask == self.total_len:
+            self.finish("length", self.params.max_tokens)
+
+    def finish(self, reason: str, output_len: int | None = None) -> None:
+        """Ends the request; ``output_len`` generated tokens are kept (default: the committed prefix)."""
+        if self.finished:
+            return
+        self.output_len = len(self.generated()) if output_len is None else output_len
+        self.finished = True
+        self.finish_reason = reason

@@ -1,0 +1,66 @@
+"""Shared fixtures: tiny random checkpoints (block-diffusion and causal) with a small BPE tokenizer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from optimus_backend.checkpoint import save_checkpoint
+from optimus_backend.model import ModelConfig, Transformer
+
+SPECIALS = ["<|pad|>", "<|eos|>", "<|mask|>", "<|user|>", "<|assistant|>"]
+CORPUS = [
+    "the quick brown fox jumps over the lazy dog",
+    "what is 12 + 7 - 3? the answer is 16",
+    "to be or not to be, that is the question",
+    "stop here STOP there; end of line",
+] * 20
+
+
+def write_tokenizer(directory: Path) -> Tokenizer:
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=SPECIALS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tokenizer.train_from_iterator(CORPUS, trainer)
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(str(directory / "tokenizer.json"))
+    (directory / "tokenizer_config.json").write_text(json.dumps({"mask_token": "<|mask|>"}))
+    return tokenizer
+
+
+def tiny_model_config(vocab: int, causal: bool, block_size: int = 8, **overrides) -> ModelConfig:
+    values = dict(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, head_dim=16, rope_theta=10000.0,
+                  model_type="qwen3" if causal else "sdar", causal=causal, logits_shift=causal,
+                  block_size=1 if causal else block_size, mask_token_id=None if causal else 2,
+                  eos_token_ids=[1], pad_token_id=0)
+    values.update(overrides)
+    return ModelConfig(**values)
+
+
+def build_checkpoint(directory: Path, causal: bool, seed: int = 0, **overrides) -> Path:
+    tokenizer = write_tokenizer(directory)
+    torch.manual_seed(seed)
+    model = Transformer(tiny_model_config(tokenizer.get_vocab_size(), causal, **overrides))
+    for param in model.parameters():
+        torch.nn.init.normal_(param, std=0.3)
+    save_checkpoint(model, directory, dtype=torch.float32)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A random block-diffusion (SDAR-style, block size 8) checkpoint."""
+    return build_checkpoint(tmp_path_factory.mktemp("tiny-bd"), causal=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_ar_checkpoint(tmp_path_factory) -> Path:
+    """A random causal (Qwen3) checkpoint: the AR twin shape."""
+    return build_checkpoint(tmp_path_factory.mktemp("tiny-ar"), causal=True)
