@@ -169,14 +169,14 @@ def random_model(shape: str, device: str | torch.device, dtype: torch.dtype, blo
     return model.eval()
 
 
-def config_dict(cfg: ModelConfig) -> dict:
+def config_dict(cfg: ModelConfig, dtype: torch.dtype = torch.bfloat16) -> dict:
     """config.json contents for a ModelConfig (our explicit block_size / mask_token_id included)."""
     raw = {f.name: getattr(cfg, f.name) for f in fields(cfg)}
     raw["eos_token_id"] = raw.pop("eos_token_ids")
     for derived in ("qk_norm", "qkv_bias", "logits_shift", "causal"):
         raw.pop(derived)
     raw["architectures"] = ["Qwen3ForCausalLM"]
-    raw["torch_dtype"] = "bfloat16"
+    raw["torch_dtype"] = str(dtype).removeprefix("torch.")
     return raw
 
 
@@ -185,7 +185,7 @@ def save_checkpoint(model: Transformer, directory: Path, tokenizer_dir: Path | N
     """Writes config.json, safetensors shards of at most max_shard_bytes, and copies tokenizer files."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "config.json").write_text(json.dumps(config_dict(model.config), indent=2) + "\n")
+    (directory / "config.json").write_text(json.dumps(config_dict(model.config, dtype), indent=2) + "\n")
     state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
     if model.config.tie_word_embeddings:
         state.pop("lm_head.weight")

@@ -120,7 +120,7 @@ class Request:
         masks = [p for p in range(block_start, block_end) if not self.committed[p]]
         if not masks:
             return StepPlan(StepKind.CLEAN, self.cached_len, block_end - self.shift, (), block_end - self.shift)
-        target_end = masks[min(chunk, len(masks)) - 1] + 1
+        target_end = block_end if chunk >= len(masks) else masks[chunk - 1] + 1
         return StepPlan(StepKind.DECODE, self.cached_len, target_end - self.shift, tuple(masks[:chunk]), self.cached_len)
 
     def apply(self, plan: StepPlan, commits: dict[int, int]) -> None:

@@ -48,8 +48,10 @@ def build_checkpoint(directory: Path, causal: bool, seed: int = 0, **overrides) 
     tokenizer = write_tokenizer(directory)
     torch.manual_seed(seed)
     model = Transformer(tiny_model_config(tokenizer.get_vocab_size(), causal, **overrides))
-    for param in model.parameters():
-        torch.nn.init.normal_(param, std=0.3)
+    for name, param in model.named_parameters():
+        torch.nn.init.normal_(param, std=1.0 if "embed" in name else 0.6 if "lm_head" in name else 0.5)
+    if model.config.mask_token_id is not None:  # MASK slots then differ by context, not only by position
+        torch.nn.init.zeros_(model.model.embed_tokens.weight[model.config.mask_token_id])
     save_checkpoint(model, directory, dtype=torch.float32)
     return directory
 

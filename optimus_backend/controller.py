@@ -1,0 +1,193 @@
+"""Which chunk size c (positions fed per request) each step uses: fixed, or elastic (saturation-aware).
+
+The elastic rule, every step at batch b: c* = argmax_c b*E[c]/T(b, c), committed tokens per second, where T comes
+from the profiled cost model and E[c] (committed tokens per request per step at chunk c) is learned online:
+
+- E[c] is a moving average per c that counts requests, not steps (a step of b requests weighs like b
+  observations): a running mean for its first 1/alpha requests, an exponential moving average after that.
+- An estimate is *fresh* while it was observed within ``max_age`` steps and since the last drift reset. A c with
+  no fresh estimate gets the most it could be given the fresh ones, assuming E is nondecreasing in c and E[c]/c is
+  nonincreasing: min(c, E[c'] for fresh c' > c, E[c'] * c / c' for fresh c' < c). This optimism is the only
+  exploration: an unknown or out-of-date c is tried exactly when its bound says it could beat the best known one.
+  With nothing observed E[c] = c, so the first step runs the largest chunk (the cold start).
+- Once an estimate is established, a move of more than ``drift`` (relative) means acceptance has shifted: every
+  other estimate is marked out of date and relearnt through the same optimism.
+- With a TPOT SLO, c keeps T(b, c)/E[c] <= SLO when some candidate does. At a fixed b the throughput-best c is also
+  the TPOT-best (b is common to all candidates), so the SLO acts mostly through admission: ``can_admit`` says
+  whether one more request still leaves a c that keeps the SLO.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import DecodingMode
+from .cost_model import CostModel
+
+HISTORY_LEN = 4096  # step records kept for metrics and plots
+EMA_ALPHA = 0.01  # weight of one request's observation in E[c]
+FAST_ALPHA = 0.05  # the same for the fast average that detects acceptance shifts
+MAX_STEP_WEIGHT = 0.25  # at most this weight for one step however large the batch (its requests are correlated)
+MAX_AGE = 256  # steps without an observation after which E[c] is out of date
+DRIFT = 0.25  # relative move of an established estimate that marks the others out of date
+LATENCY_ALPHA = 0.05  # weight of one step in the measured / predicted step-time ratio
+PREFIX_BUCKET = 64  # step-time predictions are cached per batch and prefix bucket
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One engine step as the controller saw it."""
+
+    step: int
+    batch: int
+    chunk: int
+    fed_tokens: int
+    committed_tokens: int
+    measured_ms: float
+    predicted_ms: float | None = None  # None: filled in by the controller from its own prediction
+
+
+class ChunkController:
+    """The interface the scheduler uses, plus the bounded history of observed steps."""
+
+    def __init__(self, cost_model: CostModel | None = None, history_len: int = HISTORY_LEN):
+        self.cost_model = cost_model
+        self.history: deque[StepRecord] = deque(maxlen=history_len)
+        self.last_predicted_ms: float | None = None
+
+    def choose(self, batch: int, prefix: float | None = None) -> int:
+        """The chunk size for this step (``prefix``: mean cached length of the batch, if known)."""
+        raise NotImplementedError
+
+    def observe(self, record: StepRecord) -> None:
+        """Records a finished step (a missing predicted_ms is the last choice's prediction)."""
+        if record.predicted_ms is None:
+            record = dataclasses.replace(record, predicted_ms=self.last_predicted_ms)
+        self.history.append(record)
+
+    def can_admit(self, running: int) -> bool:
+        """Whether one more request may join ``running`` ones (the KV pool is the scheduler's check)."""
+        return True
+
+
+class FixedController(ChunkController):
+    """Always the same c: chunk:c, AR (c = 1) and BD (c = B)."""
+
+    def __init__(self, chunk: int, cost_model: CostModel | None = None, history_len: int = HISTORY_LEN):
+        super().__init__(cost_model, history_len)
+        if chunk < 1:
+            raise ValueError(f"chunk: must be >= 1, got {chunk}")
+        self.chunk = chunk
+
+    def choose(self, batch: int, prefix: float | None = None) -> int:
+        if self.cost_model is not None:
+            self.last_predicted_ms = self.cost_model.predict(max(batch, 1), self.chunk, prefix)
+        return self.chunk
+
+
+class ElasticController(ChunkController):
+    """Saturation-aware chunk size: maximizes predicted committed tokens per second every step."""
+
+    def __init__(self, cost_model: CostModel, block_size: int, tpot_slo_ms: float | None = None,
+                 ema_alpha: float = EMA_ALPHA, max_age: int = MAX_AGE, drift: float = DRIFT,
+                 history_len: int = HISTORY_LEN):
+        super().__init__(cost_model, history_len)
+        self.candidates = np.arange(1, block_size + 1)
+        self.tpot_slo_ms = tpot_slo_ms
+        self.ema_alpha, self.max_age, self.drift = ema_alpha, max_age, drift
+        self.estimate = np.zeros(block_size)  # E[c] (slow average), index c - 1
+        self.recent = np.zeros(block_size)  # fast average, compared with the slow one to detect shifts
+        self.weight = np.zeros(block_size)  # requests observed since the estimate last became fresh
+        self.seen = np.full(block_size, -np.inf)  # step of the last observation (-inf: out of date)
+        self.latency_scale = 1.0  # moving average of measured / predicted step time
+        self.steps = 0
+        self._times: dict[tuple[int, int | None], np.ndarray] = {}
+
+    def fresh(self) -> np.ndarray:
+        return self.steps - self.seen <= self.max_age
+
+    def expected(self) -> np.ndarray:
+        """E[c] for decisions: fresh estimates, and optimistic bounds from the nearest fresh ones elsewhere."""
+        fresh = self.fresh()
+        values = self.candidates.astype(float)
+        known = self.candidates[fresh]
+        for c in self.candidates[~fresh]:
+            above, below = known[known > c], known[known < c]
+            if len(above):
+                values[c - 1] = min(values[c - 1], self.estimate[above[0] - 1])
+            if len(below):
+                values[c - 1] = min(values[c - 1], self.estimate[below[-1] - 1] * c / below[-1])
+        values[fresh] = self.estimate[fresh]
+        return np.maximum(values, 1e-6)
+
+    def step_times(self, batch: int, prefix: float | None = None) -> np.ndarray:
+        """Predicted T(batch, c) for every candidate, scaled by the measured / predicted ratio."""
+        bucket = None if prefix is None else int(prefix) // PREFIX_BUCKET
+        key = (batch, bucket)
+        if key not in self._times:
+            if len(self._times) > HISTORY_LEN:
+                self._times.clear()
+            at = None if bucket is None else (bucket + 0.5) * PREFIX_BUCKET
+            self._times[key] = self.cost_model.table(batch, self.candidates.tolist(), at)
+        return self._times[key] * self.latency_scale
+
+    def choose(self, batch: int, prefix: float | None = None) -> int:
+        times = self.step_times(max(batch, 1), prefix)
+        expected = self.expected()
+        rate = expected / times  # committed tokens per request per ms; the factor b is common to all c
+        if self.tpot_slo_ms is not None:
+            keeps = times / expected <= self.tpot_slo_ms
+            if keeps.any():
+                rate = np.where(keeps, rate, -np.inf)
+        index = int(np.argmax(rate))
+        self.last_predicted_ms = float(times[index])
+        return int(self.candidates[index])
+
+    def observe(self, record: StepRecord) -> None:
+        super().observe(record)
+        self.steps += 1
+        i = record.chunk - 1
+        if record.batch <= 0 or not 0 <= i < len(self.candidates):
+            return
+        if record.predicted_ms and record.measured_ms > 0:
+            ratio = record.measured_ms * self.latency_scale / record.predicted_ms
+            self.latency_scale += LATENCY_ALPHA * (ratio - self.latency_scale)
+        if not self.fresh()[i]:
+            self.weight[i] = 0.0
+        value, b = record.committed_tokens / record.batch, record.batch
+        self.weight[i] += b
+        # Each average is a running mean over its first 1/alpha requests and an EMA over requests after that.
+        for average, alpha in ((self.estimate, self.ema_alpha), (self.recent, FAST_ALPHA)):
+            step_weight = min(1.0 - (1.0 - alpha) ** b, MAX_STEP_WEIGHT)
+            average[i] += max(step_weight, b / self.weight[i]) * (value - average[i])
+        settled = self.weight[i] * self.ema_alpha >= 1.0
+        if settled and abs(self.recent[i] - self.estimate[i]) > self.drift * self.estimate[i]:
+            self.seen[:] = -np.inf  # acceptance shifted: restart from the recent average, relearn the others
+            self.estimate[i] = self.recent[i]
+            self.weight[i] = 1.0 / FAST_ALPHA
+        self.seen[i] = self.steps
+
+    def can_admit(self, running: int) -> bool:
+        """False only when an SLO is set and no observed c keeps it with ``running + 1`` requests."""
+        if self.tpot_slo_ms is None:
+            return True
+        observed = self.weight > 0
+        if not observed.any():
+            return True
+        tpot = self.step_times(running + 1)[observed] / self.estimate[observed]
+        return bool(tpot.min() <= self.tpot_slo_ms)
+
+
+def controller_for(mode: DecodingMode, block_size: int, cost_model: CostModel | None = None,
+                   tpot_slo_ms: float | None = None) -> ChunkController:
+    """The controller a decoding mode runs with: ar -> c=1, bd -> c=B, chunk:c -> c, elastic -> elastic."""
+    if mode.kind == "elastic":
+        if cost_model is None:
+            raise ValueError("elastic mode needs a cost model (run `optimus profile`)")
+        return ElasticController(cost_model, block_size, tpot_slo_ms)
+    chunk = {"ar": 1, "bd": block_size}.get(mode.kind, mode.chunk)
+    return FixedController(min(chunk, block_size), cost_model)
