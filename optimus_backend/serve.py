@@ -181,6 +181,16 @@ def _child_pids(pid: int) -> list[int]:
     return out
 
 
+def _kill_stubs(pids: list[int]) -> None:
+    """SIGKILL the stubs the server started, by PID; a PID now held by another program is left alone."""
+    for pid in set(pids):
+        try:
+            if b"triton_python_backend_stub" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                os.kill(pid, signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            pass
+
+
 class TritonServer:
     """A tritonserver on loopback ports serving the optimus model; a context manager that stops it by PID.
 
@@ -202,6 +212,7 @@ class TritonServer:
         self.log_verbose = log_verbose
         self.process: subprocess.Popen | None = None
         self.runtime_dir: Path | None = None
+        self.stub_pids: list[int] = []  # recorded at readiness: a crashed server orphans its stubs
 
     @property
     def http_url(self) -> str:
@@ -239,6 +250,7 @@ class TritonServer:
         except BaseException:
             self.stop()
             raise
+        self.stub_pids = _child_pids(self.process.pid)
         return self
 
     def is_ready(self) -> bool:
@@ -267,20 +279,16 @@ class TritonServer:
         """Stops the server (SIGTERM, bounded wait, SIGKILL) and removes the runtime directory; returns its code."""
         proc, code = self.process, None
         if proc is not None:
-            stubs = _child_pids(proc.pid)
+            stubs = self.stub_pids + _child_pids(proc.pid)
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
             try:
                 code = proc.wait(timeout=self.exit_timeout_s + KILL_GRACE_S)
             except subprocess.TimeoutExpired:
-                stubs = _child_pids(proc.pid) or stubs
+                stubs += _child_pids(proc.pid)
                 proc.kill()
                 code = proc.wait()
-            for pid in stubs:  # the stubs we started through the server; gone already on a clean exit
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            _kill_stubs(stubs)  # gone already after a clean exit
             self.process = None
         if self.runtime_dir is not None:
             shutil.rmtree(self.runtime_dir, ignore_errors=True)
@@ -300,7 +308,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--http-port", type=int, default=8000)
     parser.add_argument("--grpc-port", type=int, default=8001)
     parser.add_argument("--metrics-port", type=int, default=8002)
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 inside a container)")
+    parser.add_argument("--host", default=os.environ.get("OPTIMUS_HOST", "127.0.0.1"),
+                        help="address to bind (default $OPTIMUS_HOST or 127.0.0.1; 0.0.0.0 inside a container)")
     parser.add_argument("--checkpoint", type=Path, help="checkpoint directory (default: the shipped model)")
     parser.add_argument("--shape", help="a named random-weight shape instead of a checkpoint (e.g. qwen3-8b)")
     parser.add_argument("--mode", help="ar | bd | chunk:N | elastic (default: elastic)")
@@ -313,9 +322,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="any other EngineConfig field, e.g. --set page_size=32 (repeatable)")
     parser.add_argument("--exit-timeout-secs", type=int, default=5)
-    parser.add_argument("--tritonserver", type=Path,
-                        help="use this tritonserver binary (e.g. /opt/tritonserver/bin/tritonserver) "
-                             "instead of the one in the nvidia-pytriton wheel")
+    parser.add_argument("--tritonserver", type=Path, default=os.environ.get("OPTIMUS_TRITONSERVER") or None,
+                        help="use this tritonserver binary (default $OPTIMUS_TRITONSERVER, e.g. "
+                             "/opt/tritonserver/bin/tritonserver) instead of the nvidia-pytriton wheel's")
     parser.add_argument("--log-verbose", type=int, default=0)
 
 

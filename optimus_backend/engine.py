@@ -1,0 +1,261 @@
+"""The engine: thread-safe submit / stream / abort over a background step loop.
+
+One step reads: schedule (who runs, chunk size) -> runner (pack, forward, commit) -> request state ->
+streamed deltas. The engine imports no Triton; the Triton model is a thin adapter over it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+
+from kernels import get_kernels
+
+from .config import ConfigError, EngineConfig, SamplingParams, check_mode, mask_id
+from .controller import StepRecord, controller_for
+from .decoding import make_rule
+from .detokenizer import Detokenizer
+from .kv_cache import PagedKVCache
+from .model_setup import load_model, resolve_device
+from .profiler import load_cost_model
+from .request import Request
+from .runner import StepRunner
+from .scheduler import Scheduler
+
+log = logging.getLogger("optimus.engine")
+
+
+@dataclass
+class Delta:
+    """New output of one request: text and token ids committed since the previous delta."""
+
+    text: str
+    token_ids: list[int]
+    finished: bool = False
+    finish_reason: str | None = None
+    num_input_tokens: int = 0
+    num_output_tokens: int = 0
+
+
+class RequestHandle:
+    """Iterating yields Deltas until the finished one."""
+
+    def __init__(self, request_id: str, num_input_tokens: int):
+        self.request_id = request_id
+        self.num_input_tokens = num_input_tokens
+        self.deltas: queue.Queue[Delta] = queue.Queue()
+
+    def __iter__(self) -> Iterator[Delta]:
+        while True:
+            delta = self.deltas.get()
+            yield delta
+            if delta.finished:
+                return
+
+    def result(self) -> tuple[str, Delta]:
+        """Blocks until the end: (whole text, final delta)."""
+        text = []
+        for delta in self:
+            text.append(delta.text)
+        return "".join(text), delta
+
+
+@dataclass
+class _Live:
+    request: Request
+    handle: RequestHandle
+    detokenizer: Detokenizer
+    sent_tokens: int = 0
+
+
+class Engine:
+    """Serves one model in one decoding mode; every method is safe to call from any thread."""
+
+    def __init__(self, config: EngineConfig, start: bool = True):
+        self.config = config.validate()
+        self.mode = config.decoding_mode()
+        self.device, self.dtype = resolve_device(config)
+        self.model, self.tokenizer = load_model(config, self.device, self.dtype)
+        self.decode = self.tokenizer.decode if self.tokenizer is not None else (lambda ids: "")
+        cfg = self.model.config
+        check_mode(cfg, self.mode)
+        if config.block_size is not None and config.block_size != cfg.block_size:
+            cfg.block_size = config.block_size
+        self.kv = PagedKVCache(cfg, self._num_pages(), config.page_size, self.device, self.dtype)
+        self.runner = StepRunner(self.model, self.kv, get_kernels(self.device) if config.use_kernels
+                                 else get_kernels("cpu"), make_rule(config.decoding_rule))
+        cost_model = load_cost_model(config, self) if self.mode.kind == "elastic" else None
+        self.controller = controller_for(self.mode, cfg.block_size, cost_model, config.tpot_slo_ms)
+        self.scheduler = Scheduler(self.kv, self.controller, config.max_running,
+                                   config.prefix_kv_reuse and self.mode.kind != "bd", config.out_block)
+        self._live: dict[str, _Live] = {}
+        self._inbox: queue.Queue[tuple[str, object]] = queue.Queue()
+        self._ids = itertools.count()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self.steps = 0
+        self.last_step: dict = {}
+        self.totals = {"committed": 0, "fed": 0, "finished": 0, "aborted": 0}
+        self._thread = threading.Thread(target=self._loop, name="optimus-engine", daemon=True)
+        if start:
+            self._thread.start()
+
+    def _num_pages(self) -> int:
+        cfg, config = self.model.config, self.config
+        budget = config.kv_budget_bytes
+        if budget is None:
+            if self.device.type == "cuda":
+                free, _ = torch.cuda.mem_get_info(self.device)
+                budget = int(free * config.kv_memory_fraction)
+            else:
+                budget = config.kv_cpu_bytes
+        return PagedKVCache.pages_for_budget(cfg, budget, config.page_size, self.dtype)
+
+    # ---- public API -------------------------------------------------------------------------------------
+    def submit(self, prompt: str | list[int], params: SamplingParams | None = None,
+               request_id: str | None = None) -> RequestHandle:
+        """Queues a request; raises ConfigError (naming the field) for bad input."""
+        params = (params or SamplingParams()).validate(self.config.max_tokens_limit)
+        if isinstance(prompt, str):
+            if self.tokenizer is None:
+                raise ConfigError("text_input: this model has no tokenizer; submit token ids")
+            prompt_ids = self.tokenizer.encode(prompt)
+        else:
+            prompt_ids = list(prompt)
+        if not prompt_ids:
+            raise ConfigError("text_input: the prompt is empty")
+        cfg = self.model.config
+        if len(prompt_ids) + params.max_tokens > cfg.max_position_embeddings:
+            raise ConfigError(f"text_input: prompt of {len(prompt_ids)} tokens plus max_tokens {params.max_tokens} "
+                              f"exceeds the context of {cfg.max_position_embeddings}")
+        if self.kv.pages_needed(len(prompt_ids) + params.max_tokens) > self.kv.num_pages:
+            raise ConfigError(f"max_tokens: the request needs more KV pages than the pool has ({self.kv.num_pages})")
+        request_id = request_id or f"req-{next(self._ids)}"
+        request = Request(request_id, prompt_ids, params, cfg.block_size, mask_id(cfg), int(cfg.logits_shift),
+                          frozenset(cfg.eos_token_ids))
+        handle = RequestHandle(request_id, len(prompt_ids))
+        live = _Live(request, handle, Detokenizer(self.decode, params.stop))
+        with self._lock:
+            if request_id in self._live:
+                raise ConfigError(f"request_id: {request_id!r} is already running")
+            self._live[request_id] = live
+        self._inbox.put(("add", live))
+        self._wake.set()
+        return handle
+
+    def abort(self, request_id: str) -> None:
+        """Ends a request at the next step boundary; its pages return to the pool."""
+        self._inbox.put(("abort", request_id))
+        self._wake.set()
+
+    def generate(self, prompts: list[str | list[int]], params: SamplingParams | None = None) -> list[str]:
+        """Blocking convenience: submits all prompts and returns their texts in order."""
+        handles = [self.submit(p, params) for p in prompts]
+        return [h.result()[0] for h in handles]
+
+    def stats(self) -> dict:
+        """A snapshot for metrics and logs."""
+        with self._lock:
+            return {
+                "mode": str(self.mode),
+                "running": len(self.scheduler.running),
+                "waiting": len(self.scheduler.waiting),
+                "kv_pages_used": self.kv.pages_used,
+                "kv_pages_total": self.kv.num_pages,
+                "steps": self.steps,
+                **{f"total_{k}": v for k, v in self.totals.items()},
+                **self.last_step,
+            }
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
+        for live in list(self._live.values()):
+            self._finish(live, "abort")
+
+    # ---- step loop ----------------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._drain_inbox()
+            if not self.scheduler.running and not self.scheduler.waiting:
+                self._wake.wait(timeout=0.5)
+                self._wake.clear()
+                continue
+            try:
+                self.step()
+            except Exception:  # a bug must not take the server down: fail the running requests, keep serving
+                log.exception("engine step failed; failing the running requests")
+                for request in list(self.scheduler.running):
+                    self._finish(self._live[request.request_id], "error")
+
+    def _drain_inbox(self) -> None:
+        while True:
+            try:
+                kind, item = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            if kind == "add":
+                self.scheduler.add(item.request)
+            elif item in self._live:
+                self._finish(self._live[item], "abort")
+
+    def step(self) -> None:
+        """One engine step over every running request."""
+        chunk, batch = self.scheduler.schedule()
+        if not batch:
+            return
+        start = time.perf_counter()
+        commits = self.runner.run(batch)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        measured_ms = (time.perf_counter() - start) * 1e3
+        fed = sum(plan.fed_len for _, plan in batch)
+        committed = sum(len(c) for c in commits)
+        decoding = sum(1 for _, plan in batch if plan.scored)
+        for (request, plan), request_commits in zip(batch, commits):
+            request.apply(plan, request_commits)
+            self._emit(self._live[request.request_id])
+        self.controller.observe(StepRecord(self.steps, decoding, chunk, fed, committed, measured_ms))
+        with self._lock:
+            self.steps += 1
+            self.totals["committed"] += committed
+            self.totals["fed"] += fed
+            self.last_step = {"chunk": chunk, "batch": len(batch), "fed_tokens": fed, "committed_tokens": committed,
+                              "committed_per_fed": committed / fed if fed else 0.0, "step_ms": measured_ms,
+                              "predicted_ms": self.controller.last_predicted_ms}
+
+    def _emit(self, live: _Live) -> None:
+        request = live.request
+        tokens = request.generated()
+        text = live.detokenizer.update(tokens, final=request.finished)
+        if live.detokenizer.stopped and not request.finished:
+            request.finish("stop")
+            tokens = request.generated()
+        if request.finished:
+            self._finish(live, request.finish_reason, text)
+            return
+        if text or len(tokens) > live.sent_tokens:
+            live.handle.deltas.put(Delta(text, tokens[live.sent_tokens:], num_input_tokens=request.prompt_len,
+                                         num_output_tokens=len(tokens)))
+            live.sent_tokens = len(tokens)
+
+    def _finish(self, live: _Live, reason: str, text: str = "") -> None:
+        request = live.request
+        request.finish(reason)
+        self.scheduler.remove(request)
+        self.runner.forget(request.request_id)
+        tokens = request.generated()
+        with self._lock:
+            self._live.pop(request.request_id, None)
+            self.totals["aborted" if reason == "abort" else "finished"] += 1
+        live.handle.deltas.put(Delta(text, tokens[live.sent_tokens:], True, reason, request.prompt_len, len(tokens)))

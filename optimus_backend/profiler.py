@@ -1,0 +1,117 @@
+"""`optimus profile`: measures the real engine step T(b, c, prefix), caches it per model + device + dtype."""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from .config import PROJECT_ROOT, EngineConfig, SamplingParams, mask_id
+from .cost_model import CostModel, cache_name, plot
+from .engine_args import add_engine_arguments, engine_config_from_args
+from .model_setup import model_name
+from .request import Request, StepKind, StepPlan
+
+QUICK_SWEEP = {"batches": [1, 4, 16], "chunks": [1, 2, 4, 8, 16, 32], "prefixes": [64]}
+PROFILE_DIR = PROJECT_ROOT / ".cache" / "profiles"
+
+
+def profile_meta(engine) -> dict:
+    device = torch.cuda.get_device_name(engine.device) if engine.device.type == "cuda" else "cpu"
+    return {"model": model_name(engine.config), "device": device, "dtype": str(engine.dtype).removeprefix("torch."),
+            "block_size": engine.model.config.block_size}
+
+
+def profile_path(engine) -> Path:
+    return engine.config.profile_path or PROFILE_DIR / cache_name(profile_meta(engine))
+
+
+def measure_step(engine, batch: int, chunk: int, prefix: int, repeats: int) -> float | None:
+    """Median ms of one engine step feeding ``chunk`` MASK slots per request over a ``prefix`` cache, or None
+    when the KV pool can't hold the batch. The KV is filled with random values, not zeros."""
+    cfg = engine.model.config
+    generator = torch.Generator().manual_seed(batch * 1000 + chunk)
+    requests = []
+    for i in range(batch):
+        prompt = torch.randint(0, cfg.vocab_size, (prefix,), generator=generator).tolist()
+        requests.append(Request(f"profile-{i}", prompt, SamplingParams(max_tokens=chunk), cfg.block_size,
+                                mask_id(cfg), int(cfg.logits_shift)))
+    if not engine.kv.can_admit(batch * (prefix + chunk) + batch * engine.kv.page_size):
+        return None
+    plans = []
+    for request in requests:
+        engine.kv.admit(request.request_id, request.total_len)
+        engine.kv.ensure(request.request_id, request.total_len)
+        request.cached_len = prefix
+        scored = tuple(range(prefix + request.shift, prefix + chunk))
+        plans.append((request, StepPlan(StepKind.DECODE, prefix, prefix + chunk, scored, prefix)))
+    try:
+        times = []
+        for i in range(repeats + 2):  # two warm-up steps
+            start = time.perf_counter()
+            engine.runner.run(plans)
+            if engine.device.type == "cuda":
+                torch.cuda.synchronize(engine.device)
+            if i >= 2:
+                times.append((time.perf_counter() - start) * 1e3)
+        return statistics.median(times)
+    finally:
+        for request in requests:
+            engine.kv.release(request.request_id)
+
+
+def fill_kv_random(engine) -> None:
+    for cache in (*engine.kv.k, *engine.kv.v):
+        cache.normal_()
+
+
+def profile(engine, batches: list[int], chunks: list[int], prefixes: list[int], repeats: int = 5,
+            progress: bool = True) -> CostModel:
+    """Sweeps the grid with a progress bar and returns the fitted cost model."""
+    fill_kv_random(engine)
+    chunks = [c for c in chunks if c <= engine.model.config.block_size]
+    grid = [(b, c, p) for p in prefixes for b in batches for c in chunks]
+    points = {}
+    for b, c, p in tqdm(grid, desc="profiling T(b, c)", disable=not progress):
+        ms = measure_step(engine, b, c, p, repeats)
+        if ms is not None:
+            points[(b, c, p)] = ms
+    return CostModel(points, profile_meta(engine))
+
+
+def load_cost_model(config: EngineConfig, engine) -> CostModel:
+    """The cached profile for this model + device + dtype; profiled with a quick sweep on first start."""
+    path = profile_path(engine)
+    if path.is_file():
+        return CostModel.load(path)
+    model = profile(engine, **QUICK_SWEEP, repeats=3)
+    model.save(path)
+    return model
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_engine_arguments(parser, mode=False)
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64, 128, 256])
+    parser.add_argument("--chunks", type=int, nargs="+", default=[1, 2, 4, 8, 12, 16, 24, 32])
+    parser.add_argument("--prefixes", type=int, nargs="+", default=[512])
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--out", type=Path, default=None, help="JSON path (default: the profile cache)")
+    parser.add_argument("--plot", type=Path, default=None, help="PNG heat map / curves")
+
+
+def run(args: argparse.Namespace) -> int:
+    from .engine import Engine
+
+    engine = Engine(engine_config_from_args(args, mode="bd", max_running=max(args.batches)), start=False)
+    model = profile(engine, args.batches, args.chunks, args.prefixes, args.repeats)
+    path = model.save(args.out or profile_path(engine))
+    print(f"profile written to {path}")
+    if args.plot:
+        print(f"plot written to {plot(model, args.plot)}")
+    for (b, c, p), ms in sorted(model.points.items()):
+        print(f"b={b:4d} c={c:3d} prefix={p:5d}  {ms:8.2f} ms")
+    return 0

@@ -1,0 +1,54 @@
+"""Step-level continuous batching: who runs this step, with which window."""
+
+from __future__ import annotations
+
+from collections import deque
+
+from .controller import ChunkController
+from .kv_cache import PagedKVCache
+from .request import Request, StepPlan
+
+
+class Scheduler:
+    """Waiting queue and running set. Finished requests leave at once; waiting ones join at the next step
+    while the batch limit, the controller's admission (SLO) and the KV pool allow."""
+
+    def __init__(self, kv: PagedKVCache, controller: ChunkController, max_running: int,
+                 prefix_reuse: bool, out_block: bool):
+        self.kv = kv
+        self.controller = controller
+        self.max_running = max_running
+        self.prefix_reuse = prefix_reuse
+        self.out_block = out_block
+        self.waiting: deque[Request] = deque()
+        self.running: list[Request] = []
+
+    def add(self, request: Request) -> None:
+        self.waiting.append(request)
+
+    def admit(self) -> None:
+        while self.waiting and len(self.running) < self.max_running:
+            request = self.waiting[0]
+            if self.running and not self.controller.can_admit(len(self.running)):
+                break
+            if not self.kv.can_admit(request.total_len):
+                break
+            self.waiting.popleft()
+            self.kv.admit(request.request_id, request.total_len)
+            self.running.append(request)
+
+    def schedule(self) -> tuple[int, list[tuple[Request, StepPlan]]]:
+        """(chunk size, plans of every running request) for the next step."""
+        self.admit()
+        if not self.running:
+            return 0, []
+        chunk = self.controller.choose(len(self.running))
+        return chunk, [(r, r.plan(chunk, self.prefix_reuse, self.out_block)) for r in self.running]
+
+    def remove(self, request: Request) -> None:
+        """Drops a finished or aborted request and frees its pages."""
+        if request in self.running:
+            self.running.remove(request)
+        elif request in self.waiting:
+            self.waiting.remove(request)
+        self.kv.release(request.request_id)
