@@ -100,7 +100,7 @@ def window_step(committed: np.ndarray, cached: int, c: int, block_size: int, p: 
     return len(commits), cached + lead
 
 
-def synthetic(block_size: int = 32, p: float = 0.9, q: float = 0.8, steps: int = 3000, seed: int = 0) -> AcceptanceStats:
+def synthetic(block_size: int = 32, p: float = 0.9, q: float = 0.82, steps: int = 3000, seed: int = 0) -> AcceptanceStats:
     """Histograms from a synthetic confidence model: commits favour MASKs next to the committed prefix.
 
     With the defaults a whole visible block commits about 4 tokens per step, as DESIGN.md reports for BD-32; a

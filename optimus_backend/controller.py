@@ -110,19 +110,21 @@ class ElasticController(ChunkController):
     def fresh(self) -> np.ndarray:
         return self.steps - self.seen <= self.max_age
 
-    def expected(self) -> np.ndarray:
-        """E[c] for decisions: fresh estimates, and optimistic bounds from the nearest fresh ones elsewhere."""
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """(optimistic, pessimistic) E[c]: the fresh estimates, and elsewhere the most and the least E[c] can be
+        given the nearest fresh estimates above and below (E nondecreasing in c, E[c]/c nonincreasing)."""
         fresh = self.fresh()
-        values = self.candidates.astype(float)
+        high, low = self.estimate.copy(), self.estimate.copy()
         known = self.candidates[fresh]
         for c in self.candidates[~fresh]:
             above, below = known[known > c], known[known < c]
+            hi, lo = float(c), 0.0
             if len(above):
-                values[c - 1] = min(values[c - 1], self.estimate[above[0] - 1])
+                hi, lo = min(hi, self.estimate[above[0] - 1]), max(lo, self.estimate[above[0] - 1] * c / above[0])
             if len(below):
-                values[c - 1] = min(values[c - 1], self.estimate[below[-1] - 1] * c / below[-1])
-        values[fresh] = self.estimate[fresh]
-        return np.maximum(values, 1e-6)
+                hi, lo = min(hi, self.estimate[below[-1] - 1] * c / below[-1]), max(lo, self.estimate[below[-1] - 1])
+            high[c - 1], low[c - 1] = hi, lo
+        return np.maximum(high, 1e-6), low
 
     def step_times(self, batch: int, prefix: float | None = None) -> np.ndarray:
         """Predicted T(batch, c) for every candidate, scaled by the measured / predicted ratio."""
@@ -137,10 +139,10 @@ class ElasticController(ChunkController):
 
     def choose(self, batch: int, prefix: float | None = None) -> int:
         times = self.step_times(max(batch, 1), prefix)
-        expected = self.expected()
-        rate = expected / times  # committed tokens per request per ms; the factor b is common to all c
+        optimistic, pessimistic = self.bounds()
+        rate = optimistic / times  # committed tokens per request per ms; the factor b is common to all c
         if self.tpot_slo_ms is not None:
-            keeps = times / expected <= self.tpot_slo_ms
+            keeps = times <= self.tpot_slo_ms * pessimistic  # exploration never gambles with the SLO
             if keeps.any():
                 rate = np.where(keeps, rate, -np.inf)
         index = int(np.argmax(rate))
@@ -172,14 +174,10 @@ class ElasticController(ChunkController):
         self.seen[i] = self.steps
 
     def can_admit(self, running: int) -> bool:
-        """False only when an SLO is set and no observed c keeps it with ``running + 1`` requests."""
-        if self.tpot_slo_ms is None:
+        """False only when an SLO is set and, by what is known, no c keeps it with ``running + 1`` requests."""
+        if self.tpot_slo_ms is None or not self.fresh().any():
             return True
-        observed = self.weight > 0
-        if not observed.any():
-            return True
-        tpot = self.step_times(running + 1)[observed] / self.estimate[observed]
-        return bool(tpot.min() <= self.tpot_slo_ms)
+        return bool(np.any(self.step_times(running + 1) <= self.tpot_slo_ms * self.bounds()[1]))
 
 
 def controller_for(mode: DecodingMode, block_size: int, cost_model: CostModel | None = None,

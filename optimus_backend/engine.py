@@ -47,9 +47,10 @@ class Delta:
 class RequestHandle:
     """Iterating yields Deltas until the finished one."""
 
-    def __init__(self, request_id: str, num_input_tokens: int):
-        self.request_id = request_id
-        self.num_input_tokens = num_input_tokens
+    def __init__(self, request: Request):
+        self.request_id = request.request_id
+        self.request = request  # read-only view of the decoding state (steps, commit steps)
+        self.num_input_tokens = request.prompt_len
         self.deltas: queue.Queue[Delta] = queue.Queue()
 
     def __iter__(self) -> Iterator[Delta]:
@@ -141,7 +142,7 @@ class Engine:
         request_id = request_id or f"req-{next(self._ids)}"
         request = Request(request_id, prompt_ids, params, cfg.block_size, mask_id(cfg), int(cfg.logits_shift),
                           frozenset(cfg.eos_token_ids))
-        handle = RequestHandle(request_id, len(prompt_ids))
+        handle = RequestHandle(request)
         live = _Live(request, handle, Detokenizer(self.decode, params.stop))
         with self._lock:
             if request_id in self._live:

@@ -48,6 +48,7 @@ class Request:
     eos_ids: frozenset[int] = frozenset()
     ids: list[int] = field(default_factory=list)
     committed: list[bool] = field(default_factory=list)
+    commit_steps: dict[int, int] = field(default_factory=dict)  # position -> step of its commit
     cached_len: int = 0
     steps: int = 0
     finished: bool = False
@@ -129,6 +130,7 @@ class Request:
             assert plan.kind is StepKind.DECODE and pos in plan.scored and not self.committed[pos]
             self.ids[pos] = token
             self.committed[pos] = True
+            self.commit_steps[pos] = self.steps
         self.cached_len = max(self.cached_len, plan.cache_end)
         self.steps += 1
         self._check_finish()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import lzma
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -29,6 +30,7 @@ HELD_OUT_SEED = 1_000_000_000
 HELD_OUT_SIZE = 2_000  # held-out problems per task (the eval draws from these)
 TRAIN_COUNT = 3_000_000
 TOKENIZER_SAMPLE = 200_000  # problems the BPE is trained on
+TRAIN_FILE = "train.npz.xz"  # tokens, prompt_len, length, task (index into TASKS)
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,7 @@ def encode_problems(tokenizer, problems: list[Problem]) -> dict[str, np.ndarray]
 
 
 def build(out: Path, count: int = TRAIN_COUNT) -> dict:
-    """Writes the tokenizer files and train.npz (+ meta.json) into ``out``; returns the meta."""
+    """Writes the tokenizer files, TRAIN_FILE and meta.json into ``out``; returns the meta."""
     from ..tokenizer import Tokenizer
     from .tokenizer import save_tokenizer, train_tokenizer
 
@@ -112,7 +114,8 @@ def build(out: Path, count: int = TRAIN_COUNT) -> dict:
         encoded["task"] = np.full(len(probs), index, dtype=np.uint8)
         parts.append(encoded)
     arrays = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-    np.savez_compressed(out / "train.npz", **arrays)
+    with lzma.open(out / TRAIN_FILE, "wb", preset=6) as f:
+        np.savez(f, **arrays)
     meta = {
         "tasks": {task: {"settings": TASKS[task], "problems": len(per_task[task]),
                          "tokens": int(sum(p["length"].sum() for p, t in zip(parts, per_task) if t == task))}

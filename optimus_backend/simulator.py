@@ -1,0 +1,231 @@
+"""Discrete-event load simulator: replays a cost model T(b, c) and acceptance statistics under a request load.
+
+Each simulated step takes T(b, c) from the cost model (plus prefill of the prompts admitted this step), and each
+running request commits a number of tokens drawn from the acceptance distribution at c. Policies:
+``elastic`` (the ElasticController), ``chunk:c`` (fixed c with prefix-KV reuse), ``bd`` (c = B without reuse: feeds
+the whole block and spends one extra clean pass per finished block) and ``ar`` (c = 1, one token per step).
+Arrivals are Poisson with a rate that follows a schedule (steady, steps, ramps); batching is continuous.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .acceptance import AcceptanceStats
+from .config import PROJECT_ROOT, DecodingMode, EngineConfig
+from .controller import StepRecord, controller_for
+from .cost_model import CostModel
+
+
+@dataclass
+class LoadSchedule:
+    """Arrival rate (requests/s) over time: piecewise linear through (time s, rate) knots."""
+
+    knots: list[tuple[float, float]]
+
+    @staticmethod
+    def steady(rate: float, duration: float) -> "LoadSchedule":
+        return LoadSchedule([(0.0, rate), (duration, rate)])
+
+    @staticmethod
+    def parse(spec: str, scale: float = 1.0) -> "LoadSchedule":
+        """``"30@0.2,30@1.1,60~0.1"``: hold rate 0.2 for 30 s, hold 1.1 for 30 s, ramp to 0.1 over 60 s
+        (rates multiplied by ``scale``)."""
+        knots: list[tuple[float, float]] = []
+        t = 0.0
+        for part in spec.split(","):
+            ramp = "~" in part
+            seconds, rate = (float(v) for v in part.split("~" if ramp else "@"))
+            if not ramp or not knots:
+                knots.append((t + (1e-6 if knots else 0.0), rate * scale))
+            t += seconds
+            knots.append((t, rate * scale))
+        return LoadSchedule(knots)
+
+    @property
+    def duration(self) -> float:
+        return self.knots[-1][0]
+
+    def rate(self, t: float | np.ndarray) -> float | np.ndarray:
+        times, rates = zip(*self.knots)
+        return np.interp(t, times, rates)
+
+    def arrivals(self, rng: np.random.Generator) -> np.ndarray:
+        """Arrival times of a Poisson process with this rate (by thinning)."""
+        peak = max(rate for _, rate in self.knots)
+        if peak <= 0:
+            return np.zeros(0)
+        count = rng.poisson(peak * self.duration)
+        times = np.sort(rng.uniform(0.0, self.duration, count))
+        return times[rng.uniform(0.0, peak, count) < self.rate(times)]
+
+
+@dataclass
+class SimConfig:
+    """The served system and the request mix."""
+
+    max_batch: int = EngineConfig.max_running
+    prompt_len: int = 512
+    output_len: tuple[int, int] = (64, 448)  # uniform, inclusive
+    warmup_s: float = 10.0  # excluded from the measurement window
+    time_noise: float = 0.02  # lognormal sigma of the step time around T(b, c)
+    tpot_slo_ms: float | None = None  # given to the elastic controller (admission)
+    drain_factor: float = 3.0  # after the arrivals end, run at most this many schedule durations
+
+
+@dataclass
+class _Request:
+    arrival: float
+    output_len: int
+    done: int = 0
+    block_done: int = 0  # BD: tokens committed in the current block
+    clean_pass: bool = False  # BD: the next step is this request's clean pass
+    first_token: float | None = None
+    finish: float | None = None
+
+
+@dataclass
+class SimResult:
+    policy: str
+    requests: list[_Request]
+    steps: list[tuple[float, int, int, int]] = field(default_factory=list)  # (end time s, batch, chunk, committed)
+
+
+def simulate(policy: str, cost: CostModel, acceptance: AcceptanceStats, schedule: LoadSchedule, cfg: SimConfig,
+             seed: int = 0) -> SimResult:
+    """Runs one policy; the same seed gives every policy the same arrivals and output lengths."""
+    load_rng, rng = np.random.default_rng(seed), np.random.default_rng(seed + 1)
+    arrivals = schedule.arrivals(load_rng)
+    lengths = load_rng.integers(cfg.output_len[0], cfg.output_len[1] + 1, len(arrivals))
+    pending = [_Request(float(t), int(n)) for t, n in zip(arrivals, lengths)]
+    result = SimResult(policy, list(pending))
+    block = acceptance.block_size
+    mode = DecodingMode.parse(policy)
+    controller = controller_for(mode, block, cost, cfg.tpot_slo_ms)
+    running: list[_Request] = []
+    now, end, next_arrival = 0.0, schedule.duration * (1 + cfg.drain_factor), 0
+    while (next_arrival < len(pending) or running) and now < end:
+        admitted = 0
+        while (next_arrival < len(pending) and pending[next_arrival].arrival <= now and len(running) < cfg.max_batch
+               and (not running or controller.can_admit(len(running)))):
+            running.append(pending[next_arrival])
+            next_arrival, admitted = next_arrival + 1, admitted + 1
+        if not running:
+            now = pending[next_arrival].arrival
+            continue
+        b = len(running)
+        chunk = controller.choose(b)
+        draws = np.ones(b, int) if mode.kind == "ar" else acceptance.sample(chunk, b, rng)
+        committed = 0
+        step_ms = cost.predict(b, chunk) * float(np.exp(rng.normal(0.0, cfg.time_noise)))
+        now += (step_ms + cost.token_ms() * cfg.prompt_len * admitted) / 1e3
+        for request, k in zip(running, draws):
+            if mode.kind == "bd":
+                if request.clean_pass:
+                    request.clean_pass, k = False, 0
+                else:
+                    k = max(1, min(int(k), block - request.block_done))
+                    request.block_done += k
+                    request.clean_pass = request.block_done == block
+                    request.block_done %= block
+            k = min(int(k), request.output_len - request.done)
+            request.done += k
+            committed += k
+            if k and request.first_token is None:
+                request.first_token = now
+            if request.done == request.output_len:
+                request.finish = now
+        running = [r for r in running if r.finish is None]
+        controller.observe(StepRecord(len(result.steps), b, chunk, b * chunk, committed, step_ms))
+        result.steps.append((now, b, chunk, committed))
+    return result
+
+
+def summarize(result: SimResult, start: float, stop: float, slo_ms: float) -> dict:
+    """Throughput over [start, stop) and latency of the requests that arrived in it (TPOT as in DESIGN §8)."""
+    steps = np.array(result.steps, float).reshape(-1, 4)
+    inside = (steps[:, 0] >= start) & (steps[:, 0] < stop)
+    window = [r for r in result.requests if start <= r.arrival < stop]
+    done = [r for r in window if r.finish is not None]
+    ttft = np.array([r.first_token - r.arrival for r in done]) * 1e3
+    tpot = np.array([(r.finish - r.first_token) / max(r.output_len - 1, 1) for r in done]) * 1e3
+    e2e = np.array([r.finish - r.arrival for r in done])
+    committed = steps[inside, 3]
+
+    def pct(values: np.ndarray, q: float) -> float:
+        return float(np.percentile(values, q)) if len(values) else float("nan")
+
+    return {
+        "policy": result.policy,
+        "throughput_tok_s": float(committed.sum() / (stop - start)),
+        "requests": len(window),
+        "finished": len(done),
+        "ttft_p50_ms": pct(ttft, 50), "ttft_p90_ms": pct(ttft, 90),
+        "tpot_p50_ms": pct(tpot, 50), "tpot_p90_ms": pct(tpot, 90), "tpot_p99_ms": pct(tpot, 99),
+        "e2e_p50_s": pct(e2e, 50), "e2e_p90_s": pct(e2e, 90),
+        "slo_attainment": float(np.sum(tpot <= slo_ms) / len(window)) if window else float("nan"),
+        "mean_batch": float(np.average(steps[inside, 1])) if inside.any() else 0.0,
+        "mean_chunk": float(np.average(steps[inside, 2], weights=steps[inside, 1])) if inside.any() else 0.0,
+    }
+
+
+def capacity_rps(cost: CostModel, acceptance: AcceptanceStats, cfg: SimConfig) -> float:
+    """Requests/s the best fixed chunk sustains at the batch limit, prefill included: the scale of rate sweeps."""
+    b, mean_len = cfg.max_batch, sum(cfg.output_len) / 2
+    decode_ms = min(cost.predict(b, c) / (b * acceptance.mean(c)) for c in range(1, acceptance.block_size + 1))
+    return 1e3 / (mean_len * decode_ms + cost.token_ms() * cfg.prompt_len)
+
+
+def load_profile(path: str | Path) -> CostModel:
+    """A saved cost model, or a reference {"b x c": ms} profile (/work/shared/reference/sat_*.json)."""
+    import json
+
+    data = json.loads(Path(path).read_text())
+    if "points" in data:
+        return CostModel.load(path)
+    name = Path(path).stem.removeprefix("sat_").split("_")[0]
+    return CostModel.from_reference(path, meta={"model": name, "device": "H100 (reference naive step)",
+                                                "dtype": "bfloat16"})
+
+
+DEFAULT_POLICIES = "elastic,ar,bd," + ",".join(f"chunk:{c}" for c in range(1, 33))
+DEFAULT_FRACTIONS = "0.05,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0,1.1,1.3"
+DEFAULT_CHANGING = "40@0.1,40@1.1,40@0.3,40~1.0,40@0.05"
+OUT_DIR = PROJECT_ROOT / "docs" / "benchmarks"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", type=Path, nargs="+", required=True,
+                        help="cost model JSON(s): a saved profile or a reference {'b x c': ms} file")
+    parser.add_argument("--acceptance", type=Path, help="acceptance statistics JSON (default: synthetic)")
+    parser.add_argument("--policies", default=DEFAULT_POLICIES, help="comma list of elastic, ar, bd, chunk:c")
+    parser.add_argument("--rates", default=DEFAULT_FRACTIONS,
+                        help="steady rates as fractions of the estimated capacity (comma list)")
+    parser.add_argument("--duration", type=float, default=120.0, help="seconds of arrivals per steady rate")
+    parser.add_argument("--changing", default=DEFAULT_CHANGING,
+                        help="changing load 'secs@frac,secs~frac' (hold / ramp, fractions of capacity); '' skips")
+    parser.add_argument("--max-batch", type=int, default=SimConfig.max_batch)
+    parser.add_argument("--prompt-len", type=int, default=SimConfig.prompt_len)
+    parser.add_argument("--tpot-slo-ms", type=float, default=50.0, help="SLO for the attainment column")
+    parser.add_argument("--seeds", type=int, default=1, help="repeat every run with this many seeds (mean)")
+    parser.add_argument("--out-dir", type=Path, default=OUT_DIR)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .acceptance import synthetic
+    from .sim_report import report
+
+    acceptance = AcceptanceStats.load(args.acceptance) if args.acceptance else synthetic()
+    cfg = SimConfig(max_batch=args.max_batch, prompt_len=args.prompt_len)
+    policies = args.policies.split(",")
+    fractions = [float(v) for v in args.rates.split(",")]
+    for path in args.profile:
+        cost = load_profile(path)
+        for line in report(cost, acceptance, cfg, policies, fractions, args.duration, args.changing,
+                           args.tpot_slo_ms, args.seeds, args.out_dir):
+            print(line)
+    return 0

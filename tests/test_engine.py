@@ -1,0 +1,211 @@
+"""The engine (paged, batched, varlen) commits exactly what the reference decoder commits."""
+
+from __future__ import annotations
+
+import pytest
+
+from optimus_backend.config import ConfigError, DecodingMode, EngineConfig, SamplingParams
+from optimus_backend.detokenizer import Detokenizer
+from optimus_backend.engine import Engine
+from optimus_backend.reference import ReferenceDecoder
+
+PROMPTS = [
+    "what is 12 + 7 - 3? the",
+    "to be",
+    "the quick brown fox jumps over the lazy dog, to be or not to be",
+    "stop here",
+    "what is",
+    "the lazy dog jumps",
+    "that is the question: what is 12",
+    "fox",
+]
+
+
+class ScriptedController:
+    """Chunk sizes from a list, one per engine step (the last one repeats)."""
+
+    def __init__(self, chunks: list[int]):
+        self.chunks = chunks
+        self.step = 0
+        self.last_predicted_ms = None
+
+    def choose(self, batch: int) -> int:
+        return self.chunks[min(self.step, len(self.chunks) - 1)]
+
+    def observe(self, record) -> None:
+        self.step += 1
+
+    def can_admit(self, running: int) -> bool:
+        return True
+
+
+def make_engine(checkpoint, mode: str, **config) -> Engine:
+    return Engine(EngineConfig(checkpoint=checkpoint, mode=mode, device="cpu", **config), start=False)
+
+
+def run_to_end(engine: Engine, handles, arrivals: dict[int, list] | None = None) -> None:
+    """Steps the engine by hand; ``arrivals`` maps a step to submissions made just before it."""
+    step = 0
+    while True:
+        for prompt, params, out in (arrivals or {}).pop(step, []):
+            out.append(engine.submit(prompt, params))
+        engine._drain_inbox()
+        if not engine.scheduler.running and not engine.scheduler.waiting and not arrivals:
+            return
+        engine.step()
+        step += 1
+
+
+def commits_by_step(request) -> list[tuple[int, int, int]]:
+    return sorted((step, pos, request.ids[pos]) for pos, step in request.commit_steps.items())
+
+
+PARAMS = SamplingParams(max_tokens=19, ignore_eos=True, threshold=0.3)
+CASES = [("bd", True, False), ("chunk:1", True, False), ("chunk:3", True, False), ("chunk:8", True, False),
+         ("chunk:5", False, False), ("chunk:5", True, True)]
+
+
+@pytest.mark.parametrize("mode,reuse,out_block", CASES)
+def test_engine_matches_reference_for_every_mode(tiny_checkpoint, mode, reuse, out_block):
+    engine = make_engine(tiny_checkpoint, mode, prefix_kv_reuse=reuse, out_block=out_block)
+    handles = [engine.submit(p, PARAMS) for p in PROMPTS[:4]]
+    run_to_end(engine, handles)
+    reference = ReferenceDecoder(engine.model)
+    for prompt, handle in zip(PROMPTS, handles):
+        expected = reference.generate(engine.tokenizer.encode(prompt), PARAMS, DecodingMode.parse(mode),
+                                      engine.tokenizer.decode, prefix_reuse=reuse, out_block=out_block)
+        committed = {pos: r.step for r in expected.records for pos in r.committed}
+        assert handle.request.commit_steps == committed
+        assert handle.request.generated() == expected.token_ids
+        assert handle.result()[0] == expected.text
+
+
+def test_engine_follows_a_chunk_size_sequence_like_the_reference(tiny_checkpoint):
+    schedule = [8, 1, 3, 8, 2, 5, 5, 1, 4, 8, 6, 2, 7, 3, 8, 1, 8, 8, 4, 2, 8, 3, 1, 6, 8, 8, 2, 8, 5, 8, 8, 8]
+    engine = make_engine(tiny_checkpoint, "chunk:8")
+    engine.controller = engine.scheduler.controller = ScriptedController(schedule)
+    handle = engine.submit(PROMPTS[0], PARAMS)
+    run_to_end(engine, [handle])
+    expected = ReferenceDecoder(engine.model).generate(engine.tokenizer.encode(PROMPTS[0]), PARAMS,
+                                                       DecodingMode.parse("chunk:8"), chunks=schedule.__getitem__)
+    assert commits_by_step(handle.request) == sorted(
+        (r.step, pos, tok) for r in expected.records for pos, tok in r.committed.items())
+
+
+def test_ar_engine_matches_the_reference(tiny_ar_checkpoint):
+    engine = make_engine(tiny_ar_checkpoint, "ar")
+    handles = [engine.submit(p, PARAMS) for p in PROMPTS[:3]]
+    run_to_end(engine, handles)
+    for prompt, handle in zip(PROMPTS, handles):
+        expected = ReferenceDecoder(engine.model).generate(engine.tokenizer.encode(prompt), PARAMS,
+                                                           DecodingMode.parse("ar"))
+        assert handle.request.generated() == expected.token_ids
+
+
+@pytest.mark.parametrize("mode", ["bd", "chunk:4"])
+def test_output_is_the_same_alone_and_batched_with_late_arrivals(tiny_checkpoint, mode):
+    alone_engine = make_engine(tiny_checkpoint, mode)
+    alone = alone_engine.submit(PROMPTS[0], PARAMS)
+    run_to_end(alone_engine, [alone])
+    engine = make_engine(tiny_checkpoint, mode)
+    handles: list = []
+    arrivals = {0: [(PROMPTS[1], SamplingParams(max_tokens=7, threshold=0.3), handles)]}
+    for i, prompt in enumerate(PROMPTS[2:], start=1):
+        arrivals.setdefault(i * 2, []).append((prompt, SamplingParams(max_tokens=5 + 4 * i, threshold=0.3), handles))
+    arrivals[3] = [(PROMPTS[0], PARAMS, handles)]
+    run_to_end(engine, handles, arrivals)
+    target = next(h for h in handles if h.request.prompt_ids == alone.request.prompt_ids and h.request.params is PARAMS)
+    assert len(handles) == 8
+    assert target.request.generated() == alone.request.generated()
+    assert target.request.commit_steps == alone.request.commit_steps
+    assert all(h.request.finished for h in handles)
+
+
+def test_abort_frees_every_page(tiny_checkpoint):
+    engine = make_engine(tiny_checkpoint, "chunk:4")
+    long = engine.submit(PROMPTS[2], SamplingParams(max_tokens=200, ignore_eos=True))
+    other = engine.submit(PROMPTS[0], SamplingParams(max_tokens=100, ignore_eos=True))
+    engine._drain_inbox()
+    for _ in range(3):
+        engine.step()
+    assert engine.kv.pages_used > 0
+    engine.abort(long.request_id)
+    engine.abort(other.request_id)
+    engine._drain_inbox()
+    assert engine.kv.pages_used == 0 and len(engine.kv.free_pages) == engine.kv.num_pages
+    assert [d for d in long][-1].finish_reason == "abort"
+
+
+def test_page_exhaustion_queues_instead_of_failing(tiny_checkpoint):
+    page_bytes = 2 * 2 * 16 * 2 * 16 * 4  # 2 (k,v) x layers x page x kv heads x head dim x fp32
+    engine = make_engine(tiny_checkpoint, "chunk:4", kv_budget_bytes=page_bytes * 6)
+    params = SamplingParams(max_tokens=30, ignore_eos=True, threshold=0.3)  # 3 pages each with the prompt
+    handles = [engine.submit(p, params) for p in PROMPTS[3:7]]
+    engine._drain_inbox()
+    engine.step()
+    assert len(engine.scheduler.running) == 2 and len(engine.scheduler.waiting) == 2
+    run_to_end(engine, handles)
+    for prompt, handle in zip(PROMPTS[3:7], handles):
+        alone = make_engine(tiny_checkpoint, "chunk:4")
+        single = alone.submit(prompt, params)
+        run_to_end(alone, [single])
+        assert handle.request.generated() == single.request.generated()
+    assert engine.kv.pages_used == 0
+
+
+def test_stop_string_split_across_steps_is_caught(tiny_checkpoint):
+    engine = make_engine(tiny_checkpoint, "chunk:2")
+    free = engine.submit(PROMPTS[0], PARAMS)
+    run_to_end(engine, [free])
+    deltas = [d.text for d in free]
+    boundary = next(i for i in range(len(deltas) - 1) if deltas[i] and deltas[i + 1])
+    stop = deltas[boundary][-1:] + deltas[boundary + 1][:1]
+    text = "".join(deltas)
+    stopped = engine.submit(PROMPTS[0], SamplingParams(max_tokens=19, ignore_eos=True, threshold=0.3, stop=[stop]))
+    run_to_end(engine, [stopped])
+    result, final = stopped.result()
+    assert final.finish_reason == "stop" and result == text[:text.find(stop)]
+
+
+def test_detokenizer_holds_back_a_possible_stop_prefix():
+    detok = Detokenizer(lambda ids: "".join(chr(i) for i in ids), ["cd"])
+    assert detok.update([ord("a"), ord("b"), ord("c")]) == "ab"
+    assert detok.update([ord(c) for c in "abce"]) == "ce" and not detok.stopped
+    detok = Detokenizer(lambda ids: "".join(chr(i) for i in ids), ["cd"])
+    assert detok.update([ord(c) for c in "abc"]) == "ab"
+    assert detok.update([ord(c) for c in "abcdx"]) == "" and detok.stopped
+
+
+@pytest.mark.parametrize("params,field", [
+    (dict(max_tokens=-1), "max_tokens"), (dict(max_tokens=0), "max_tokens"), (dict(threshold=0.0), "threshold"),
+    (dict(threshold=1.5), "threshold"), (dict(top_p=0), "top_p"), (dict(stop=[""]), "stop"),
+])
+def test_bad_params_raise_a_clear_error(tiny_checkpoint, params, field):
+    engine = make_engine(tiny_checkpoint, "chunk:4")
+    with pytest.raises(ConfigError, match=f"^{field}:"):
+        engine.submit("what is", SamplingParams(**params))
+
+
+def test_unknown_mode_and_mismatched_checkpoint(tiny_checkpoint, tiny_ar_checkpoint):
+    with pytest.raises(ConfigError, match="^mode:"):
+        make_engine(tiny_checkpoint, "chunky")
+    with pytest.raises(ConfigError, match="^mode:"):
+        make_engine(tiny_ar_checkpoint, "bd")
+    engine = make_engine(tiny_checkpoint, "chunk:4")
+    with pytest.raises(ConfigError, match="^text_input:"):
+        engine.submit("", SamplingParams())
+    with pytest.raises(ConfigError, match="^text_input:.*context"):
+        engine.submit("what is " * 2000, SamplingParams())
+
+
+def test_threaded_engine_streams_and_shuts_down(tiny_checkpoint):
+    engine = Engine(EngineConfig(checkpoint=tiny_checkpoint, mode="chunk:4", device="cpu"))
+    try:
+        texts = engine.generate(PROMPTS[:4], PARAMS)
+        manual = make_engine(tiny_checkpoint, "chunk:4")
+        handles = [manual.submit(p, PARAMS) for p in PROMPTS[:4]]
+        run_to_end(manual, handles)
+        assert texts == [h.result()[0] for h in handles]
+        assert engine.stats()["kv_pages_used"] == 0 and engine.stats()["total_finished"] == 4
+    finally:
+        engine.shutdown()
