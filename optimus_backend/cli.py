@@ -9,6 +9,11 @@ import sys
 # command -> (module, help); modules are imported only when their command runs
 COMMANDS = {
     "serve": ("optimus_backend.serve", "serve the model through a local Triton Inference Server"),
+    "generate": ("optimus_backend.generate", "stream one completion from the in-process engine"),
+    "profile": ("optimus_backend.profiler", "measure the engine step T(b, c) and cache the cost model"),
+    "simulate": ("optimus_backend.simulator", "replay the cost model under load: elastic vs fixed chunks"),
+    "eval": ("optimus_backend.evaluate", "exact-match accuracy per task and decoding mode"),
+    "bench": ("loadtest.bench", "rate sweeps through Triton (or --offline: the in-process engine)"),
 }
 
 
