@@ -157,11 +157,17 @@ def load_checkpoint(directory: Path, device: str | torch.device = "cpu",
 
 
 def random_model(shape: str, device: str | torch.device, dtype: torch.dtype, block_size: int = 32) -> Transformer:
-    """A model of a named shape with random weights, built directly on the device."""
-    if shape not in SHAPES:
-        raise CheckpointError(f"shape: unknown shape {shape!r} (known: {', '.join(sorted(SHAPES))})")
-    cfg = ModelConfig(**SHAPES[shape], model_type="sdar", block_size=block_size,
-                      mask_token_id=SHAPES[shape]["vocab_size"] - 1, eos_token_ids=[0])
+    """A model of a named shape with random weights, built directly on the device; "<shape>-ar" is its causal
+    (AR twin) version."""
+    base = shape.removesuffix("-ar")
+    if base not in SHAPES:
+        raise CheckpointError(f"shape: unknown shape {shape!r} (known: {', '.join(sorted(SHAPES))}, each also -ar)")
+    if shape != base:
+        cfg = ModelConfig(**SHAPES[base], model_type="qwen3", causal=True, logits_shift=True, block_size=1,
+                          eos_token_ids=[0])
+    else:
+        cfg = ModelConfig(**SHAPES[shape], model_type="sdar", block_size=block_size,
+                          mask_token_id=SHAPES[shape]["vocab_size"] - 1, eos_token_ids=[0])
     with torch.device(device):
         model = Transformer(cfg).to(dtype)
     for param in model.parameters():

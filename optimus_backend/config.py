@@ -114,7 +114,9 @@ class EngineConfig:
     decoding_rule: str = "low_confidence_dynamic"
     tpot_slo_ms: float | None = None
     profile_path: Path | None = None  # None: the per model+device+dtype cache file
-    use_kernels: bool = True  # Triton kernels + CUDA graphs on CUDA; references on CPU
+    use_kernels: bool = True  # Triton kernels on CUDA; PyTorch references on CPU
+    cuda_graphs: bool = True  # replay captured forwards for steps of up to graph_max_tokens tokens
+    graph_max_tokens: int = 8192
     seed: int = 0
 
     def decoding_mode(self) -> DecodingMode:

@@ -4,17 +4,20 @@ The elastic rule, every step at batch b: c* = argmax_c b*E[c]/T(b, c), committed
 from the profiled cost model and E[c] (committed tokens per request per step at chunk c) is learned online:
 
 - E[c] is a moving average per c that counts requests, not steps (a step of b requests weighs like b
-  observations): a running mean for its first 1/alpha requests, an exponential moving average after that.
-- An estimate is *fresh* while it was observed within ``max_age`` steps and since the last drift reset. A c with
-  no fresh estimate gets the most it could be given the fresh ones, assuming E is nondecreasing in c and E[c]/c is
-  nonincreasing: min(c, E[c'] for fresh c' > c, E[c'] * c / c' for fresh c' < c). This optimism is the only
-  exploration: an unknown or out-of-date c is tried exactly when its bound says it could beat the best known one.
-  With nothing observed E[c] = c, so the first step runs the largest chunk (the cold start).
-- Once an estimate is established, a move of more than ``drift`` (relative) means acceptance has shifted: every
-  other estimate is marked out of date and relearnt through the same optimism.
-- With a TPOT SLO, c keeps T(b, c)/E[c] <= SLO when some candidate does. At a fixed b the throughput-best c is also
-  the TPOT-best (b is common to all candidates), so the SLO acts mostly through admission: ``can_admit`` says
-  whether one more request still leaves a c that keeps the SLO.
+  observations, capped so that one step never dominates): a running mean for its first 1/alpha requests, an
+  exponential moving average after that.
+- An estimate is *fresh* while it was observed within ``max_age`` steps and since the last shift. A c with no
+  fresh estimate is bounded by its nearest fresh neighbours, assuming E is nondecreasing in c and E[c]/c is
+  nonincreasing: at most min(c, E[above], E[below] * c / below), at least max(E[below], E[above] * c / above).
+  Decisions use the upper bound. This optimism is the only exploration: an unknown or out-of-date c is tried
+  exactly when it could beat the best known one. With nothing observed E[c] = c, so the first step runs the
+  largest chunk (the cold start) and the next ones narrow down from there.
+- The surprise, a fast moving average of observed / estimated E over the steps (whatever their c), detects a
+  shift in acceptance: when it leaves 1 by more than ``drift``, every estimate is marked out of date.
+- With a TPOT SLO, c must keep T(b, c)/E[c] <= SLO by the lower bound of E (so exploration never gambles with the
+  SLO) when some candidate does. At a fixed b the throughput-best c is also the TPOT-best (b is common to all
+  candidates), so the SLO acts mostly through admission: ``can_admit`` says whether one more request still leaves
+  a c that keeps it.
 """
 
 from __future__ import annotations
@@ -30,10 +33,10 @@ from .cost_model import CostModel
 
 HISTORY_LEN = 4096  # step records kept for metrics and plots
 EMA_ALPHA = 0.01  # weight of one request's observation in E[c]
-FAST_ALPHA = 0.05  # the same for the fast average that detects acceptance shifts
+FAST_ALPHA = 0.05  # the same for the surprise (observed / estimated E) that detects acceptance shifts
 MAX_STEP_WEIGHT = 0.25  # at most this weight for one step however large the batch (its requests are correlated)
 MAX_AGE = 256  # steps without an observation after which E[c] is out of date
-DRIFT = 0.25  # relative move of an established estimate that marks the others out of date
+DRIFT = 0.25  # how far the surprise may leave 1 before every estimate is out of date
 LATENCY_ALPHA = 0.05  # weight of one step in the measured / predicted step-time ratio
 PREFIX_BUCKET = 64  # step-time predictions are cached per batch and prefix bucket
 
@@ -100,9 +103,9 @@ class ElasticController(ChunkController):
         self.tpot_slo_ms = tpot_slo_ms
         self.ema_alpha, self.max_age, self.drift = ema_alpha, max_age, drift
         self.estimate = np.zeros(block_size)  # E[c] (slow average), index c - 1
-        self.recent = np.zeros(block_size)  # fast average, compared with the slow one to detect shifts
         self.weight = np.zeros(block_size)  # requests observed since the estimate last became fresh
         self.seen = np.full(block_size, -np.inf)  # step of the last observation (-inf: out of date)
+        self.surprise = 1.0  # fast moving average of observed / estimated E at the chosen c
         self.latency_scale = 1.0  # moving average of measured / predicted step time
         self.steps = 0
         self._times: dict[tuple[int, int | None], np.ndarray] = {}
@@ -161,16 +164,14 @@ class ElasticController(ChunkController):
         if not self.fresh()[i]:
             self.weight[i] = 0.0
         value, b = record.committed_tokens / record.batch, record.batch
+        if self.weight[i] * FAST_ALPHA >= 1.0 and self.estimate[i] > 0:
+            self.surprise += (1.0 - (1.0 - FAST_ALPHA) ** b) * (value / self.estimate[i] - self.surprise)
+            if abs(self.surprise - 1.0) > self.drift:  # acceptance shifted: relearn every c
+                self.seen[:], self.weight[i], self.surprise = -np.inf, 0.0, 1.0
+        # A running mean over the first 1/alpha requests, an EMA over requests after that.
         self.weight[i] += b
-        # Each average is a running mean over its first 1/alpha requests and an EMA over requests after that.
-        for average, alpha in ((self.estimate, self.ema_alpha), (self.recent, FAST_ALPHA)):
-            step_weight = min(1.0 - (1.0 - alpha) ** b, MAX_STEP_WEIGHT)
-            average[i] += max(step_weight, b / self.weight[i]) * (value - average[i])
-        settled = self.weight[i] * self.ema_alpha >= 1.0
-        if settled and abs(self.recent[i] - self.estimate[i]) > self.drift * self.estimate[i]:
-            self.seen[:] = -np.inf  # acceptance shifted: restart from the recent average, relearn the others
-            self.estimate[i] = self.recent[i]
-            self.weight[i] = 1.0 / FAST_ALPHA
+        step_weight = min(1.0 - (1.0 - self.ema_alpha) ** b, MAX_STEP_WEIGHT)
+        self.estimate[i] += max(step_weight, b / self.weight[i]) * (value - self.estimate[i])
         self.seen[i] = self.steps
 
     def can_admit(self, running: int) -> bool:

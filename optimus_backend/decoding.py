@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from .config import ConfigError, SamplingParams
+from .replay import ReplayRule
 
 
 def choose_tokens(logits: Tensor, params: SamplingParams, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
@@ -49,10 +50,12 @@ class LowConfidenceDynamic:
         return chosen or [max(range(len(confidence)), key=confidence.__getitem__)]
 
 
-RULES: dict[str, type] = {"low_confidence_dynamic": LowConfidenceDynamic}
+RULES: dict[str, type] = {"low_confidence_dynamic": LowConfidenceDynamic, "replay": ReplayRule}
 
 
 def make_rule(name: str) -> DecodingRule:
-    if name not in RULES:
+    """A rule by name; ``"<rule>:<argument>"`` passes the argument (e.g. ``"replay:stats.json"``)."""
+    kind, _, argument = name.partition(":")
+    if kind not in RULES:
         raise ConfigError(f"decoding_rule: unknown rule {name!r} (known: {', '.join(RULES)})")
-    return RULES[name]()
+    return RULES[kind](argument) if argument else RULES[kind]()

@@ -90,8 +90,10 @@ class Engine:
         if config.block_size is not None and config.block_size != cfg.block_size:
             cfg.block_size = config.block_size
         self.kv = PagedKVCache(cfg, self._num_pages(), config.page_size, self.device, self.dtype)
-        self.runner = StepRunner(self.model, self.kv, get_kernels(self.device) if config.use_kernels
-                                 else get_kernels("cpu"), make_rule(config.decoding_rule))
+        fast = config.use_kernels and self.device.type == "cuda"
+        self.runner = StepRunner(self.model, self.kv, get_kernels(self.device if fast else "cpu"),
+                                 make_rule(config.decoding_rule),
+                                 (config.max_running, config.graph_max_tokens) if fast and config.cuda_graphs else None)
         cost_model = load_cost_model(config, self) if self.mode.kind == "elastic" else None
         self.controller = controller_for(self.mode, cfg.block_size, cost_model, config.tpot_slo_ms)
         self.scheduler = Scheduler(self.kv, self.controller, config.max_running,

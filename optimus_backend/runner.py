@@ -9,6 +9,7 @@ from torch import Tensor
 
 from kernels import Kernels
 
+from .cuda_graphs import GraphedForward
 from .decoding import DecodingRule, choose_tokens
 from .kv_cache import PagedKVCache
 from .model import Transformer
@@ -31,7 +32,9 @@ class StepBatch:
 class StepRunner:
     """Runs one engine step: pack -> forward (chunk attention + KV writes) -> confidences -> commits."""
 
-    def __init__(self, model: Transformer, kv: PagedKVCache, kernels: Kernels, rule: DecodingRule):
+    def __init__(self, model: Transformer, kv: PagedKVCache, kernels: Kernels, rule: DecodingRule,
+                 graph_limits: tuple[int, int] | None = None):
+        """``graph_limits`` (max requests, max tokens per step) turns on CUDA graphs for steps that fit."""
         self.model = model
         self.kv = kv
         self.kernels = kernels
@@ -39,6 +42,11 @@ class StepRunner:
         self.device = next(model.parameters()).device
         self.scale = model.config.head_dim ** -0.5
         self.generators: dict[str, torch.Generator] = {}
+        self.graphs = None
+        if graph_limits is not None:
+            max_pages = kv.pages_needed(model.config.max_position_embeddings)
+            self.graphs = GraphedForward(model, *graph_limits, max_pages,
+                                         lambda step: self.attention(step, model.config.block_size))
 
     def pack(self, batch: list[tuple[Request, StepPlan]]) -> StepBatch:
         ids, positions, slots, cu, scored_rows = [], [], [], [0], []
@@ -78,8 +86,12 @@ class StepRunner:
     def run(self, batch: list[tuple[Request, StepPlan]]) -> list[dict[int, int]]:
         """Commits per request ({position: token}) for this step's plans."""
         step = self.pack(batch)
-        attend = self.attention(step, self.model.config.block_size)
-        hidden = self.model(step.input_ids.unsqueeze(0), step.positions.unsqueeze(0).long(), attend)[0]
+        key = self.graphs.bucket(step) if self.graphs is not None else None
+        if key is not None:
+            hidden = self.graphs(step, key)
+        else:
+            attend = self.attention(step, self.model.config.block_size)
+            hidden = self.model(step.input_ids.unsqueeze(0), step.positions.unsqueeze(0).long(), attend)[0]
         all_rows = [row for rows in step.scored_rows for row in rows]
         if not all_rows:
             return [{} for _ in batch]

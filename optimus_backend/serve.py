@@ -233,7 +233,7 @@ class TritonServer:
                 f"--grpc-address={self.host}", f"--grpc-port={self.grpc_port}",
                 f"--metrics-address={self.host}", f"--metrics-port={self.metrics_port}",
                 f"--exit-timeout-secs={self.exit_timeout_s}", f"--log-verbose={self.log_verbose}",
-                "--allow-gpu-metrics=false", "--metrics-interval-ms=500"]
+                "--disable-auto-complete-config", "--allow-gpu-metrics=false", "--metrics-interval-ms=500"]
 
     def start(self, ready_timeout_s: float = 300.0) -> "TritonServer":
         self.install = self.install or pytriton_install()

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .acceptance import AcceptanceStats
-from .cost_model import CostModel
+from .cost_model import CostModel, plot
 from .simulator import LoadSchedule, SimConfig, capacity_rps, simulate, summarize
 
 PLOTTED = ("elastic", "ar", "bd", "chunk:4", "chunk:8", "chunk:12", "chunk:16", "chunk:32")
@@ -133,6 +133,7 @@ def report(cost: CostModel, acceptance: AcceptanceStats, cfg: SimConfig, policie
     name = str(cost.meta.get("model", "model"))
     capacity = capacity_rps(cost, acceptance, cfg)
     lines = [f"### {name}: capacity ~{capacity:.1f} req/s at batch {cfg.max_batch}"]
+    plot(cost, out_dir / f"simulated_{name}_cost.png")
     jobs = [(p, cost, acceptance, LoadSchedule.steady(f * capacity, duration), cfg, 0, cfg.warmup_s, slo_ms)
             for f in fractions for p in policies]
     rows, _ = run_jobs(jobs, seeds)

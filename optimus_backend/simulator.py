@@ -96,10 +96,13 @@ class SimResult:
 
 
 def simulate(policy: str, cost: CostModel, acceptance: AcceptanceStats, schedule: LoadSchedule, cfg: SimConfig,
-             seed: int = 0) -> SimResult:
-    """Runs one policy; the same seed gives every policy the same arrivals and output lengths."""
+             seed: int = 0, arrivals: np.ndarray | None = None) -> SimResult:
+    """Runs one policy; the same seed gives every policy the same arrivals and output lengths.
+
+    ``arrivals``: explicit arrival times (s) instead of the schedule's Poisson process.
+    """
     load_rng, rng = np.random.default_rng(seed), np.random.default_rng(seed + 1)
-    arrivals = schedule.arrivals(load_rng)
+    arrivals = schedule.arrivals(load_rng) if arrivals is None else np.asarray(arrivals, float)
     lengths = load_rng.integers(cfg.output_len[0], cfg.output_len[1] + 1, len(arrivals))
     pending = [_Request(float(t), int(n)) for t, n in zip(arrivals, lengths)]
     result = SimResult(policy, list(pending))
@@ -220,6 +223,7 @@ def run(args: argparse.Namespace) -> int:
     from .sim_report import report
 
     acceptance = AcceptanceStats.load(args.acceptance) if args.acceptance else synthetic()
+    acceptance.save(args.out_dir / "simulated_acceptance.json")  # what these results assumed
     cfg = SimConfig(max_batch=args.max_batch, prompt_len=args.prompt_len)
     policies = args.policies.split(",")
     fractions = [float(v) for v in args.rates.split(",")]

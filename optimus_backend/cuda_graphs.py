@@ -1,0 +1,96 @@
+"""CUDA graphs of the model forward, bucketed by (requests, tokens), so a step costs one replay on the host.
+
+A step's packed metadata is copied into static buffers; the bucket is padded with one dummy request that
+owns the padding tokens (prefix 0, no KV writes) and empty requests after it. Graphs are captured lazily, on
+a bucket's first use, after an eager warm-up run (which also lets Triton pick its kernel configs).
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from .model import Transformer
+
+REQUEST_BUCKETS = [2, 4, 8, 16, 32, 48, 64, 96, 128, 160, 192, 256, 320, 384, 512]
+TOKEN_BUCKETS = [8, 16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144, 8192]
+
+
+class GraphedForward:
+    """Replays a captured forward (input ids -> final hidden states) for steps that fit a bucket."""
+
+    def __init__(self, model: Transformer, max_requests: int, max_tokens: int, max_pages: int,
+                 attention_for: Callable):
+        device = next(model.parameters()).device
+        self.model = model
+        self.attention_for = attention_for  # StepBatch -> AttentionFn
+        self.request_buckets = [b for b in REQUEST_BUCKETS if b <= max_requests + 1] or [max_requests + 1]
+        self.token_buckets = [t for t in TOKEN_BUCKETS if t <= max_tokens] or [max_tokens]
+        b_max, t_max = self.request_buckets[-1], self.token_buckets[-1]
+        self.input_ids = torch.zeros(t_max, dtype=torch.long, device=device)
+        self.positions = torch.zeros(t_max, dtype=torch.int32, device=device)
+        self.slot_mapping = torch.full((t_max,), -1, dtype=torch.long, device=device)
+        self.cu_seqlens = torch.zeros(b_max + 1, dtype=torch.int32, device=device)
+        self.prefix_lens = torch.zeros(b_max, dtype=torch.int32, device=device)
+        self.page_table = torch.zeros(b_max, max_pages, dtype=torch.int32, device=device)
+        self.graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, Tensor]] = {}
+        self.pool = None
+
+    def bucket(self, step) -> tuple[int, int] | None:
+        """The smallest (requests + dummy, tokens) bucket holding the step, or None (run it eagerly)."""
+        b = bisect.bisect_left(self.request_buckets, step.prefix_lens.numel() + 1)
+        t = bisect.bisect_left(self.token_buckets, step.input_ids.numel())
+        if b == len(self.request_buckets) or t == len(self.token_buckets):
+            return None
+        if step.page_table.shape[1] > self.page_table.shape[1]:
+            return None
+        return self.request_buckets[b], self.token_buckets[t]
+
+    def _static_step(self, step, b_pad: int, t_pad: int):
+        return type(step)(self.input_ids[:t_pad], self.positions[:t_pad], self.cu_seqlens[:b_pad + 1],
+                          self.prefix_lens[:b_pad], self.page_table[:b_pad], self.slot_mapping[:t_pad], [])
+
+    def _load(self, step, b_pad: int, t_pad: int) -> None:
+        b, t = step.prefix_lens.numel(), step.input_ids.numel()
+        self.input_ids[:t].copy_(step.input_ids)
+        self.input_ids[t:t_pad].zero_()
+        self.positions[:t].copy_(step.positions)
+        self.positions[t:t_pad].zero_()
+        self.slot_mapping[:t].copy_(step.slot_mapping)
+        self.slot_mapping[t:t_pad].fill_(-1)
+        self.cu_seqlens[:b + 1].copy_(step.cu_seqlens)
+        self.cu_seqlens[b + 1:b_pad + 1].fill_(t_pad)
+        self.prefix_lens[:b].copy_(step.prefix_lens)
+        self.prefix_lens[b:b_pad].zero_()
+        width = step.page_table.shape[1]
+        self.page_table[:b, :width].copy_(step.page_table)
+
+    def _forward(self, static) -> Tensor:
+        ids, positions = static.input_ids.unsqueeze(0), static.positions.unsqueeze(0).long()
+        return self.model(ids, positions, self.attention_for(static))[0]
+
+    def __call__(self, step, key: tuple[int, int]) -> Tensor:
+        """Final hidden states [T, D] of the step's real tokens."""
+        b_pad, t_pad = key
+        self._load(step, b_pad, t_pad)
+        static = self._static_step(step, b_pad, t_pad)
+        if key not in self.graphs:
+            self._capture(key, static)
+        graph, hidden = self.graphs[key]
+        graph.replay()
+        return hidden[:step.input_ids.numel()]
+
+    def _capture(self, key: tuple[int, int], static) -> None:
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            self._forward(static)  # warm-up: Triton autotuning, allocator growth (same inputs as the replay)
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self.pool):
+            hidden = self._forward(static)
+        self.pool = graph.pool()
+        self.graphs[key] = (graph, hidden)
