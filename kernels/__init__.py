@@ -1,0 +1,35 @@
+"""Triton kernels, each beside a plain PyTorch reference with the same signature.
+
+`get_kernels(device)` is the one switch: the Triton versions on CUDA, the references elsewhere.
+The Triton modules are imported only when asked for, so CPU users never compile or import them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+
+@dataclass(frozen=True)
+class Kernels:
+    """The engine's kernel set; every field has the signature documented in docs/ARCHITECTURE.md."""
+
+    chunk_attention: Callable
+    store_kv: Callable
+    max_softmax: Callable
+    lm_head_confidence: Callable
+
+
+def get_kernels(device: torch.device | str) -> Kernels:
+    """Triton kernels on a CUDA device, PyTorch references on any other."""
+    if torch.device(device).type == "cuda":
+        from kernels.chunk_attention import chunk_attention, store_kv
+        from kernels.confidence import lm_head_confidence, max_softmax
+
+        return Kernels(chunk_attention, store_kv, max_softmax, lm_head_confidence)
+    from kernels.chunk_attention_ref import chunk_attention_reference, store_kv_reference
+    from kernels.confidence_ref import lm_head_confidence_reference, max_softmax_reference
+
+    return Kernels(chunk_attention_reference, store_kv_reference, max_softmax_reference, lm_head_confidence_reference)

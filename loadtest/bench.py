@@ -1,0 +1,223 @@
+"""`optimus bench`: open-loop rate sweeps per decoding mode until the SLO breaks, plus offline throughput vs batch.
+
+For each mode (ar on the AR twin; bd, chunk:N and elastic on the block-diffusion model) the benchmark starts a
+real tritonserver (``--path triton``, the default) or, where Triton can't run, the in-process engine behind the
+same request interface (``--path in-process``; rows are labelled so). Random-weight shapes (``--shape``) send
+random token ids and, with ``--replay STATS``, commit as many slots per step as the recorded shipped model did
+(rows are labelled replayed). ``--offline`` prints the steps/s and tokens/s table of each mode instead.
+
+    optimus bench --duration 30 --out out/bench              # CPU, shipped model, Triton gRPC
+    optimus bench --offline                                  # the engine's steps/s & tokens/s per mode
+    optimus bench --shape qwen3-8b --path in-process --replay docs/benchmarks/acceptance.json --ignore-eos
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import gc
+import platform
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from optimus_backend.config import DEFAULT_AR_CHECKPOINT, PROJECT_ROOT, DecodingMode, EngineConfig, SamplingParams
+from optimus_backend.engine_args import add_engine_arguments, engine_config_from_args
+
+from . import report
+from .driver import PointSpec, interpolated_capacity, slo_capacity, sweep
+from .metrics import RequestRecord
+from .offline import throughput_vs_batch
+from .workload import chat_prompts, token_prompts
+
+MODES = "ar,bd,chunk:4,chunk:8,chunk:16,elastic"
+WARMUP_REQUESTS = 2
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_engine_arguments(parser, mode=False)
+    parser.add_argument("--ar-checkpoint", type=Path, default=DEFAULT_AR_CHECKPOINT, help="the AR twin (mode ar)")
+    parser.add_argument("--modes", default=MODES, help="comma-separated decoding modes")
+    parser.add_argument("--offline", action="store_true",
+                        help="print the in-process steps/s & tokens/s table per mode and exit (no server)")
+    parser.add_argument("--path", choices=["triton", "in-process"], default="triton",
+                        help="request path: a real tritonserver, or the in-process engine where Triton can't run")
+    parser.add_argument("--protocol", choices=["grpc", "http"], default="grpc", help="Triton: gRPC stream or SSE")
+    parser.add_argument("--rates", default="0.25,0.5,1,2,4,8,16,32,64",
+                        help="increasing request rates (req/s); each mode stops after the first that breaks the SLO")
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds of Poisson arrivals per rate point")
+    parser.add_argument("--drain", type=float, default=60.0, help="seconds past the arrivals before cancelling")
+    parser.add_argument("--slo-ms", type=float, default=50.0, help="P90 TPOT SLO (ms)")
+    parser.add_argument("--max-tokens", type=int, default=64, help="max_tokens of every request")
+    parser.add_argument("--ignore-eos", action="store_true", help="every request generates max_tokens")
+    parser.add_argument("--prompts-per-task", type=int, default=64, help="held-out problems per eval task")
+    parser.add_argument("--prompt-len", type=int, default=512, help="tokens per random prompt (--shape)")
+    parser.add_argument("--batches", default="1,4,16,64", help="batch sizes of the offline throughput runs")
+    parser.add_argument("--replay", type=Path, default=None,
+                        help="acceptance statistics (loadtest/record.py) whose commit decisions are replayed")
+    parser.add_argument("--workers", type=int, default=64, help="Triton path: client workers (most in flight)")
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "out" / "bench", help="output directory")
+
+
+def mode_config(args: argparse.Namespace, mode: str) -> EngineConfig:
+    """The EngineConfig of one mode: the AR twin (checkpoint or "<shape>-ar") for ar, the BD model otherwise."""
+    ar = DecodingMode.parse(mode).kind == "ar"
+    overrides: dict = {"mode": mode}
+    if args.shape:
+        overrides.update(shape=f"{args.shape}-ar" if ar else args.shape, checkpoint=None)
+    elif ar:
+        overrides["checkpoint"] = args.ar_checkpoint
+    if args.replay:
+        overrides["decoding_rule"] = f"replay:{args.replay.resolve()}"
+    return engine_config_from_args(args, **overrides)
+
+
+def load_prompts(args: argparse.Namespace) -> list:
+    if args.shape:
+        from optimus_backend.checkpoint import SHAPES
+
+        return token_prompts(SHAPES[args.shape]["vocab_size"], args.prompt_len, 64)
+    return chat_prompts(args.checkpoint, args.prompts_per_task)
+
+
+def card(config: EngineConfig) -> str:
+    """The machine the numbers come from: the GPU's name, or the CPU's model and core count."""
+    import torch
+
+    from optimus_backend.model_setup import resolve_device
+
+    device, _ = resolve_device(config)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor() or "cpu")
+    return f"CPU: {model} x{torch.get_num_threads()} threads"
+
+
+def _release_engine(engine) -> None:
+    import torch
+
+    engine.shutdown()
+    del engine
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+@contextlib.contextmanager
+def open_target(args: argparse.Namespace, config: EngineConfig, log_dir: Path):
+    """(target, engine or None): a tritonserver with its client pool, or the in-process engine."""
+    from optimus_backend.engine import Engine
+
+    from .targets import EngineTarget, TritonTarget
+
+    if args.path == "in-process":
+        engine = Engine(config)
+        target = EngineTarget(engine)
+        try:
+            yield target, engine
+        finally:
+            target.close()
+            _release_engine(engine)
+        return
+    from optimus_backend.model_setup import resolve_device
+    from optimus_backend.serve import TritonServer, config_to_parameters
+
+    kind = "KIND_CPU" if resolve_device(config)[0].type == "cpu" else None
+    log = log_dir / f"triton-{config.mode.replace(':', '')}.log"
+    with TritonServer(config_to_parameters(config), instance_kind=kind, log_path=log) as server:
+        target = TritonTarget(server.grpc_url, server.http_url, server.metrics_url, args.protocol, args.workers)
+        try:
+            yield target, None
+        finally:
+            target.close()
+
+
+def warm_up(target, prompts: list, params: dict) -> None:
+    for prompt in prompts[:WARMUP_REQUESTS]:
+        record = RequestRecord(arrival=time.perf_counter(), deadline=time.perf_counter() + 300)
+        target.start(prompt, params, record)
+        record.done.wait(310)
+
+
+def bench_mode(args: argparse.Namespace, config: EngineConfig, prompts: list, spec: PointSpec, labels: dict,
+               rates: list[float], batches: list[int]) -> tuple[list[dict], list[dict]]:
+    """(sweep rows, offline rows) of one mode."""
+    params = SamplingParams.from_dict(dict(spec.params))
+    with open_target(args, config, args.out) as (target, engine):
+        warm_up(target, prompts, spec.params)
+        rows = [{**labels, "path": target.label, **row} for row in sweep(target, rates, spec, config.mode)]
+        if engine is not None:
+            offline = throughput_vs_batch(engine, prompts, params, batches)
+    if engine is None:
+        from optimus_backend.engine import Engine
+
+        engine = Engine(config)
+        try:
+            offline = throughput_vs_batch(engine, prompts, params, batches)
+        finally:
+            _release_engine(engine)
+    return rows, [{**labels, "path": "in-process", **row} for row in offline]
+
+
+def capacity_row(labels: dict, rows: list[dict], slo_ms: float) -> dict:
+    return {**labels, "path": rows[0]["path"], "slo_ms": slo_ms, "capacity_rps": slo_capacity(rows),
+            "capacity_interp_rps": interpolated_capacity(rows, slo_ms),
+            "max_rate_tested": max(r["rate_rps"] for r in rows),
+            "max_throughput_tok_s": max(r["throughput_tok_s"] for r in rows)}
+
+
+def write_outputs(out: Path, sweep_rows: list[dict], capacity: list[dict], offline: list[dict], slo_ms: float,
+                  title: str, preamble: str) -> None:
+    report.write_csv(sweep_rows, report.SWEEP_COLUMNS, out / "sweep.csv")
+    report.write_csv(capacity, report.CAPACITY_COLUMNS, out / "capacity.csv")
+    report.write_csv(offline, report.OFFLINE_COLUMNS, out / "offline.csv")
+    report.write_plots(sweep_rows, capacity, offline, slo_ms, title, out)
+    (out / "summary.md").write_text(preamble + "\n" + report.headline(sweep_rows, capacity, offline, slo_ms))
+
+
+def run_offline_table(args: argparse.Namespace, modes: list[str]) -> int:
+    from optimus_backend.offline_bench import run_offline
+
+    table_args = argparse.Namespace(modes=modes, max_tokens=args.max_tokens)
+    return run_offline(table_args, lambda mode: mode_config(args, mode), load_prompts(args))
+
+
+def run(args: argparse.Namespace) -> int:
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    for mode in modes:
+        DecodingMode.parse(mode)
+    if args.offline:
+        return run_offline_table(args, modes)
+    if args.shape and args.path == "triton":
+        print("optimus bench: random-weight shapes have no tokenizer; use --path in-process", file=sys.stderr)
+        return 2
+    rates = sorted(float(r) for r in args.rates.split(","))
+    batches = [int(b) for b in args.batches.split(",")]
+    args.out.mkdir(parents=True, exist_ok=True)
+    prompts = load_prompts(args)
+    params = {"max_tokens": args.max_tokens, "ignore_eos": args.ignore_eos}
+    spec = PointSpec(prompts, params, args.duration, args.drain, args.slo_ms)
+    model = args.shape or args.checkpoint.name
+    base = {"model": model, "replayed": "yes" if args.replay else "no", "card": card(mode_config(args, modes[0]))}
+    started = datetime.datetime.now().astimezone()
+    sweep_rows, capacity, offline = [], [], []
+    for mode in tqdm(modes, desc="modes", unit="mode"):
+        config = mode_config(args, mode)
+        labels = {**base, "mode": mode, "checkpoint": str(config.shape or config.checkpoint)}
+        rows, offline_rows = bench_mode(args, config, prompts, spec, labels, rates, batches)
+        sweep_rows += rows
+        offline += offline_rows
+        capacity.append(capacity_row(labels, rows, args.slo_ms))
+    settings = " ".join(f"{k}={v}" for k, v in sorted(vars(args).items()))
+    preamble = (f"# optimus bench: {model}\n\n- date: {started:%Y-%m-%d %H:%M %Z}\n- card: {base['card']}\n"
+                f"- request path: {sweep_rows[0]['path']}; replayed commit decisions: {base['replayed']}\n"
+                f"- max_tokens {args.max_tokens}, ignore_eos {args.ignore_eos}, {args.duration:g} s per rate point\n"
+                f"- settings: `{settings}`\n")
+    write_outputs(args.out, sweep_rows, capacity, offline, args.slo_ms, f"{model} on {base['card']}", preamble)
+    print(report.headline(sweep_rows, capacity, offline, args.slo_ms))
+    print(f"optimus bench: results in {args.out}")
+    return 0

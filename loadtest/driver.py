@@ -1,0 +1,105 @@
+"""Open-loop rate points and rate sweeps against a target (Triton or the in-process engine).
+
+A rate point: Poisson arrivals at ``rate`` for ``duration_s`` (the same seeded arrivals for every mode), each
+request started at its scheduled time whatever the server's state; then up to ``drain_s`` for the requests in
+flight, after which they are cancelled and counted unfinished. The engine's state is sampled meanwhile.
+A sweep runs increasing rates and stops after the first point that breaks the SLO.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm import tqdm
+
+from .metrics import RequestRecord, meets_slo, summarize
+from .shapes import Arrivals, constant
+
+SAMPLE_PERIOD_S = 0.1
+
+
+@dataclass
+class PointSpec:
+    """What every rate point of a sweep shares."""
+
+    prompts: list
+    params: dict
+    duration_s: float
+    drain_s: float
+    slo_ms: float
+    seed: int = 0
+
+
+def _sample(target, samples: list[dict], stop: threading.Event) -> None:
+    while not stop.wait(SAMPLE_PERIOD_S):
+        try:
+            samples.append(target.stats())
+        except OSError:  # a scrape that timed out under load: skip it
+            pass
+
+
+def run_point(target, rate: float, spec: PointSpec) -> dict:
+    """One open-loop rate point; returns its summary row."""
+    arrivals = Arrivals(constant(rate, spec.duration_s), spec.seed).times
+    samples: list[dict] = []
+    stop = threading.Event()
+    sampler = threading.Thread(target=_sample, args=(target, samples, stop), daemon=True)
+    origin = time.perf_counter()
+    deadline = origin + spec.duration_s + spec.drain_s
+    sampler.start()
+    records = []
+    for index, at in enumerate(arrivals):
+        delay = origin + at - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        record = RequestRecord(arrival=origin + at, deadline=deadline)
+        records.append(record)
+        target.start(spec.prompts[index % len(spec.prompts)], spec.params, record)
+    for record in records:
+        record.done.wait(max(0.0, deadline - time.perf_counter()) + 5.0)
+        if not record.done.is_set():
+            record.give_up()
+    stop.set()
+    sampler.join()
+    return {"rate_rps": rate, **summarize(records, samples, spec.duration_s)}
+
+
+def rate_grid(start: float, factor: float, points: int) -> list[float]:
+    return [float(round(start * factor**i, 4)) for i in range(points)]
+
+
+def sweep(target, rates: list[float], spec: PointSpec, label: str) -> list[dict]:
+    """Rate points in increasing order until (and including) the first that breaks the SLO."""
+    rows = []
+    bar = tqdm(rates, desc=f"sweep {label}", unit="rate")
+    for rate in bar:
+        row = run_point(target, rate, spec)
+        row["slo_ok"] = meets_slo(row, spec.slo_ms)
+        rows.append(row)
+        bar.set_postfix(rate=rate, p90_tpot_ms=round(row["tpot_p90_ms"], 1), tok_s=round(row["throughput_tok_s"]))
+        if not row["slo_ok"]:
+            break
+    bar.close()
+    return rows
+
+
+def slo_capacity(rows: list[dict]) -> float:
+    """The highest measured rate whose point kept the SLO (0 when none did)."""
+    return max((r["rate_rps"] for r in rows if r["slo_ok"]), default=0.0)
+
+
+def interpolated_capacity(rows: list[dict], slo_ms: float) -> float:
+    """Where P90 TPOT crosses the SLO between the last passing and the first failing point (log-rate linear);
+    the last passing rate when no point failed on TPOT."""
+    ok = [r for r in rows if r["slo_ok"]]
+    failed = [r for r in rows if not r["slo_ok"]]
+    if not ok or not failed or not failed[0]["tpot_p90_ms"] == failed[0]["tpot_p90_ms"]:
+        return slo_capacity(rows)
+    lo, hi = ok[-1], failed[0]
+    if hi["tpot_p90_ms"] <= lo["tpot_p90_ms"] or hi["tpot_p90_ms"] <= slo_ms:
+        return lo["rate_rps"]
+    w = (slo_ms - lo["tpot_p90_ms"]) / (hi["tpot_p90_ms"] - lo["tpot_p90_ms"])
+    return float(np.exp(np.log(lo["rate_rps"]) + w * (np.log(hi["rate_rps"]) - np.log(lo["rate_rps"]))))

@@ -1,0 +1,92 @@
+"""Per-request latency records and the summary row of one rate point (DESIGN.md §8).
+
+Latencies count from the request's *scheduled* arrival (open loop: time a request waits for a free client counts,
+so an overloaded run cannot hide its queue). TPOT = (e2e - TTFT) / (tokens - 1); throughput is committed output
+tokens per second between the first arrival and the last completion.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+PERCENTILES = (50, 90, 99)
+
+
+@dataclass
+class RequestRecord:
+    """One request's timeline (perf_counter seconds) and outcome."""
+
+    arrival: float  # scheduled arrival
+    deadline: float  # unfinished past this moment
+    first: float | None = None  # first streamed token
+    end: float | None = None
+    output_tokens: int = 0
+    error: str | None = None
+    unfinished: bool = False
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def finish(self, end: float, output_tokens: int, first: float | None, error: str | None = None) -> None:
+        self.end, self.output_tokens, self.error = end, output_tokens, error
+        self.first = first if first is not None else end
+        self.done.set()
+
+    def give_up(self) -> None:
+        """Past the deadline: counted as unfinished (not as a latency sample)."""
+        self.unfinished = True
+        self.done.set()
+
+    @property
+    def ok(self) -> bool:
+        return self.end is not None and self.error is None and not self.unfinished
+
+    @property
+    def ttft(self) -> float:
+        return self.first - self.arrival
+
+    @property
+    def e2e(self) -> float:
+        return self.end - self.arrival
+
+    @property
+    def tpot(self) -> float | None:
+        return (self.end - self.first) / (self.output_tokens - 1) if self.output_tokens > 1 else None
+
+
+def _percentiles(name: str, values: list[float]) -> dict[str, float]:
+    """{name_p50_ms: ..., ...}; NaN when there is no sample."""
+    array = np.asarray(values, float) * 1e3
+    return {f"{name}_p{q}_ms": float(np.percentile(array, q)) if len(array) else float("nan") for q in PERCENTILES}
+
+
+def summarize(records: list[RequestRecord], samples: list[dict], duration_s: float) -> dict:
+    """Counts, latency percentiles, throughput and the engine's sampled state for one rate point."""
+    ok = [r for r in records if r.ok]
+    span = (max(r.end for r in ok) - min(r.arrival for r in records)) if ok else float("nan")
+    tokens = sum(r.output_tokens for r in ok)
+    busy = [s for s in samples if s.get("running", 0) > 0]
+    row = {
+        "requests": len(records),
+        "completed": len(ok),
+        "failed": sum(1 for r in records if r.error is not None),
+        "unfinished": sum(1 for r in records if r.unfinished),
+        "achieved_rps": len(records) / duration_s,
+        "output_tokens": tokens,
+        "throughput_tok_s": tokens / span if ok else 0.0,
+        "request_throughput_rps": len(ok) / span if ok else 0.0,
+        **_percentiles("ttft", [r.ttft for r in ok]),
+        **_percentiles("tpot", [r.tpot for r in ok if r.tpot is not None]),
+        **_percentiles("e2e", [r.e2e for r in ok]),
+        "mean_chunk": float(np.mean([s["chunk"] for s in busy])) if busy else float("nan"),
+        "mean_running": float(np.mean([s["running"] for s in busy])) if busy else 0.0,
+        "max_kv_pages_used": max((s.get("kv_pages_used", 0) for s in samples), default=0),
+    }
+    return row
+
+
+def meets_slo(row: dict, slo_ms: float) -> bool:
+    """P90 TPOT within the SLO, and every request served (a failed or unfinished request breaks it)."""
+    p90 = row["tpot_p90_ms"]
+    return row["failed"] == 0 and row["unfinished"] == 0 and row["completed"] > 0 and p90 == p90 and p90 <= slo_ms

@@ -1,0 +1,151 @@
+"""The benchmark's outputs: CSV files, PNG plots and the headline table (Markdown).
+
+Files in the output directory: ``sweep.csv`` (one row per mode and rate point), ``capacity.csv`` (SLO capacity
+per mode), ``offline.csv`` (throughput vs batch size per mode), ``throughput_vs_rate.png``,
+``tpot_p90_vs_rate.png``, ``chunk_vs_load.png``, ``slo_capacity.png``, ``offline_vs_batch.png`` and
+``summary.md``.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+LABELS = ["model", "mode", "checkpoint", "path", "replayed", "card"]  # model: the BD model (ar rows: its AR twin)
+SWEEP_COLUMNS = LABELS + [
+    "rate_rps", "achieved_rps", "requests", "completed", "failed", "unfinished", "output_tokens",
+    "throughput_tok_s", "request_throughput_rps",
+    "ttft_p50_ms", "ttft_p90_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p90_ms", "tpot_p99_ms",
+    "e2e_p50_ms", "e2e_p90_ms", "e2e_p99_ms", "mean_chunk", "mean_running", "max_kv_pages_used", "slo_ok"]
+CAPACITY_COLUMNS = LABELS + ["slo_ms", "capacity_rps", "capacity_interp_rps", "max_rate_tested",
+                             "max_throughput_tok_s"]
+OFFLINE_COLUMNS = LABELS + ["batch", "output_tokens", "seconds", "tokens_per_s", "steps_per_s",
+                            "committed_per_fed", "mean_chunk"]
+PLOTS = ["throughput_vs_rate.png", "tpot_p90_vs_rate.png", "chunk_vs_load.png", "slo_capacity.png",
+         "offline_vs_batch.png"]
+BASELINES = {"ar": "AR", "bd": "BD"}
+
+
+def write_csv(rows: list[dict], columns: list[str], path: Path) -> Path:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in row.items()})
+    return path
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _by_mode(rows: list[dict]) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for row in rows:
+        out.setdefault(f"{row['model']} {row['mode']}", []).append(row)
+    return out
+
+
+def _line_plot(rows: list[dict], x: str, y: str, xlabel: str, ylabel: str, title: str, path: Path,
+               hline: float | None = None, logx: bool = False) -> Path:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, group in _by_mode(rows).items():
+        points = sorted((float(r[x]), float(r[y])) for r in group)
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name)
+    if hline is not None:
+        ax.axhline(hline, color="red", linestyle="--", linewidth=1, label=f"SLO {hline:g} ms")
+    if logx:
+        ax.set_xscale("log", base=2)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _capacity_plot(capacity: list[dict], title: str, path: Path) -> Path:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    names = [f"{r['model']} {r['mode']}" for r in capacity]
+    ax.bar(names, [float(r["capacity_rps"]) for r in capacity], color="tab:blue", label="measured grid")
+    ax.scatter(names, [float(r["capacity_interp_rps"]) for r in capacity], color="black", zorder=3,
+               label="interpolated")
+    ax.set(ylabel="req/s with P90 TPOT <= SLO", title=title)
+    ax.tick_params(axis="x", rotation=30, labelsize=7)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_plots(sweep: list[dict], capacity: list[dict], offline: list[dict], slo_ms: float, title: str,
+                out: Path) -> list[Path]:
+    """Every PNG of PLOTS (a plot with no data is still written, empty, so the set is always complete)."""
+    return [
+        _line_plot(sweep, "rate_rps", "throughput_tok_s", "offered load (req/s, Poisson)",
+                   "output tokens/s", f"Throughput vs rate — {title}", out / PLOTS[0], logx=True),
+        _line_plot(sweep, "rate_rps", "tpot_p90_ms", "offered load (req/s, Poisson)", "P90 TPOT (ms)",
+                   f"P90 TPOT vs rate — {title}", out / PLOTS[1], hline=slo_ms, logx=True),
+        _line_plot(sweep, "mean_running", "mean_chunk", "mean running batch (sampled)",
+                   "mean chunk size c (sampled)", f"Chosen chunk size vs load — {title}", out / PLOTS[2]),
+        _capacity_plot(capacity, f"SLO capacity (P90 TPOT <= {slo_ms:g} ms) — {title}", out / PLOTS[3]),
+        _line_plot(offline, "batch", "tokens_per_s", "batch size (requests at once)", "output tokens/s",
+                   f"Offline throughput vs batch — {title}", out / PLOTS[4], logx=True),
+    ]
+
+
+def _ratio(a: float, b: float) -> str:
+    return "—" if not b or math.isnan(a) or math.isnan(b) else f"{a / b:.2f}x"
+
+
+def _ratios_by_level(rows: list[dict], level: str, value: str) -> list[str]:
+    """Markdown rows: at each load level, elastic over AR, over BD and over the best fixed chunk there."""
+    lines = []
+    for model in dict.fromkeys(r["model"] for r in rows if r["mode"] == "elastic"):
+        group = [r for r in rows if r["model"] == model]
+        for lvl in sorted({float(r[level]) for r in group}):
+            at = {r["mode"]: float(r[value]) for r in group if float(r[level]) == lvl}
+            if "elastic" not in at:
+                continue
+            fixed = {m: v for m, v in at.items() if m.startswith("chunk:")}
+            best = max(fixed, key=fixed.get) if fixed else None
+            lines.append(f"| {model} | {lvl:g} | {at['elastic']:.1f} | {_ratio(at['elastic'], at.get('ar', math.nan))} "
+                         f"| {_ratio(at['elastic'], at.get('bd', math.nan))} "
+                         f"| {_ratio(at['elastic'], fixed[best]) if best else '—'} ({best or '—'}) |")
+    return lines
+
+
+def headline(sweep: list[dict], capacity: list[dict], offline: list[dict], slo_ms: float) -> str:
+    """The headline tables in Markdown: ratios per load level (sweep and offline) and SLO capacity per mode."""
+    head = "| model | {} | elastic tok/s | elastic/AR | elastic/BD32 | elastic/best fixed (which) |\n|---|---|---|---|---|---|"
+    parts = ["### Throughput ratios per offered load (open-loop sweep)", head.format("req/s"),
+             *_ratios_by_level(sweep, "rate_rps", "throughput_tok_s"), "",
+             "### Throughput ratios per batch size (offline, in-process)", head.format("batch"),
+             *_ratios_by_level(offline, "batch", "tokens_per_s"), "",
+             f"### SLO capacity (highest rate with P90 TPOT <= {slo_ms:g} ms, no failed or unfinished request)",
+             "| model | mode | path | replayed | capacity req/s (grid) | interpolated | max tok/s |",
+             "|---|---|---|---|---|---|---|"]
+    for r in capacity:
+        parts.append(f"| {r['model']} | {r['mode']} | {r['path']} | {r['replayed']} | {float(r['capacity_rps']):g} "
+                     f"| {float(r['capacity_interp_rps']):.3g} | {float(r['max_throughput_tok_s']):.1f} |")
+    caps = {r["mode"]: float(r["capacity_interp_rps"]) for r in capacity}
+    if "elastic" in caps:
+        parts.append("")
+        parts.append("SLO capacity ratios (interpolated): " + ", ".join(
+            f"elastic/{m} {_ratio(caps['elastic'], caps[m])}" for m in caps if m != "elastic"))
+    return "\n".join(parts) + "\n"

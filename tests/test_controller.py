@@ -1,0 +1,146 @@
+"""Chunk controllers against a synthetic cost model and synthetic acceptance (CPU, fast)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from optimus_backend.acceptance import synthetic
+from optimus_backend.config import DecodingMode
+from optimus_backend.controller import (ElasticController, FixedController, StepRecord, controller_for)
+from optimus_backend.cost_model import CostModel
+
+B = 32
+CHUNKS = np.arange(1, B + 1)
+
+
+def step_ms(b: float, c: float) -> float:
+    return 5.0 + 0.01 * b * c + 0.05 * b  # flat at small b, linear in fed tokens once saturated
+
+
+@pytest.fixture(scope="module")
+def cost() -> CostModel:
+    return CostModel({(b, c, 512): step_ms(b, c) for b in (1, 2, 4, 8, 16, 32, 64, 128, 256)
+                      for c in (1, 2, 4, 8, 16, 32)})
+
+
+def saturating(scale: float, width: float) -> np.ndarray:
+    """E[c] = scale * (1 - exp(-c / width)): concave and increasing, like committed tokens per step."""
+    return scale * (1.0 - np.exp(-CHUNKS / width))
+
+
+EASY = saturating(8.0, 16.0)
+
+
+@pytest.fixture(scope="module")
+def shifts() -> tuple[np.ndarray, np.ndarray]:
+    """E[c] of the synthetic window model for hard (q=0.7) and easy (q=0.9) text."""
+    stats = [synthetic(q=q, steps=1500) for q in (0.7, 0.9)]
+    return tuple(np.array([s.mean(c) for c in CHUNKS]) for s in stats)
+
+
+def feedback(controller, chunk: int, batch: int, expected: np.ndarray, rng, step: int) -> None:
+    """Observes one step whose committed tokens have mean batch * E[chunk] (stochastic rounding)."""
+    mean = batch * expected[chunk - 1]
+    committed = int(math.floor(mean) + (rng.random() < mean - math.floor(mean)))
+    controller.observe(StepRecord(step, batch, chunk, batch * chunk, committed, step_ms(batch, chunk)))
+
+
+def run(controller, batch: int, expected: np.ndarray, steps: int, rng, start: int = 0) -> list[int]:
+    chosen = []
+    for step in range(start, start + steps):
+        chunk = controller.choose(batch)
+        feedback(controller, chunk, batch, expected, rng, step)
+        chosen.append(chunk)
+    return chosen
+
+
+def efficiency(chosen: list[int], batch: int, expected: np.ndarray) -> float:
+    """Mean committed tokens/s of the choices relative to the best c at this batch."""
+    rate = expected / np.array([step_ms(batch, c) for c in CHUNKS])
+    return float(np.mean([rate[c - 1] for c in chosen]) / rate.max())
+
+
+def best_chunk(batch: int, expected: np.ndarray) -> int:
+    return int(np.argmax(expected / np.array([step_ms(batch, c) for c in CHUNKS]))) + 1
+
+
+def test_cold_start_runs_the_largest_chunk(cost):
+    assert ElasticController(cost, B).choose(64) == B
+
+
+def test_largest_chunk_at_batch_one_and_smaller_past_saturation(cost):
+    rng = np.random.default_rng(0)
+    picks = {}
+    for batch in (1, 16, 64, 256):
+        controller = ElasticController(cost, B)
+        chosen = run(controller, batch, EASY, 400, rng)[-100:]
+        picks[batch] = int(np.median(chosen))
+        assert efficiency(chosen, batch, EASY) > 0.98
+    assert best_chunk(1, EASY) == B and picks[1] >= B - 2  # c = 30, 31 are within 1% of c = 32 there
+    assert picks[1] >= picks[16] >= picks[64] >= picks[256]
+    assert picks[256] < B // 2 and abs(picks[256] - best_chunk(256, EASY)) <= 2
+
+
+@pytest.mark.parametrize("harder", [True, False])
+def test_reconverges_within_a_few_dozen_steps_after_acceptance_shifts(cost, shifts, harder):
+    before, after = shifts[::-1] if harder else shifts
+    rng = np.random.default_rng(1)
+    batch = 16
+    controller = ElasticController(cost, B)
+    run(controller, batch, before, 600, rng)
+    assert best_chunk(batch, before) != best_chunk(batch, after)
+    chosen = run(controller, batch, after, 100, rng, start=600)
+    assert efficiency(chosen[40:], batch, after) > 0.97
+
+
+def test_never_breaks_a_keepable_slo(cost):
+    rng = np.random.default_rng(2)
+    slo = 4.0  # ms per token per request
+    controller = ElasticController(cost, B, tpot_slo_ms=slo)
+    tpot = lambda b, c: step_ms(b, c) / EASY[c - 1]
+    for step in range(3000):
+        batch = [4, 32, 96, 160][step // 750]
+        chunk = controller.choose(batch)
+        keepable = min(tpot(batch, c) for c in CHUNKS) <= slo * 0.98
+        if keepable and step % 750 >= 5:  # after the first steps at a new batch size
+            assert tpot(batch, chunk) <= slo, (step, batch, chunk)
+        feedback(controller, chunk, batch, EASY, rng, step)
+
+
+def test_admission_stops_at_the_slo_limit(cost):
+    rng = np.random.default_rng(3)
+    slo = 4.0
+    controller = ElasticController(cost, B, tpot_slo_ms=slo)
+    assert controller.can_admit(10_000)  # nothing known yet
+    for chunk in CHUNKS:  # every c observed with its exact mean
+        feedback(controller, int(chunk), 64, EASY, rng, int(chunk))
+    best_tpot = [min(step_ms(b, c) / EASY[c - 1] for c in CHUNKS) for b in range(1, 400)]
+    limit = max(b for b, t in zip(range(1, 400), best_tpot) if t <= slo)
+    assert 10 < limit < 390
+    assert controller.can_admit(limit - 3)
+    assert not controller.can_admit(limit + 2)
+    assert all(ElasticController(cost, B).can_admit(n) for n in (0, 10, 1000))  # no SLO: never the limit
+
+
+def test_fixed_controllers_and_modes(cost):
+    assert FixedController(8).choose(100) == 8
+    assert controller_for(DecodingMode.parse("ar"), B).choose(3) == 1
+    assert controller_for(DecodingMode.parse("bd"), B).choose(3) == B
+    assert controller_for(DecodingMode.parse("chunk:12"), B).choose(3) == 12
+    assert isinstance(controller_for(DecodingMode.parse("elastic"), B, cost), ElasticController)
+    with pytest.raises(ValueError):
+        controller_for(DecodingMode.parse("elastic"), B)
+
+
+def test_every_decision_is_recorded_with_its_prediction(cost):
+    controller = ElasticController(cost, B, history_len=50)
+    for step in range(80):
+        chunk = controller.choose(8)
+        controller.observe(StepRecord(step, 8, chunk, 8 * chunk, 8, 10.0))
+    assert len(controller.history) == 50
+    last = controller.history[-1]
+    assert last.step == 79 and last.predicted_ms == pytest.approx(cost.predict(8, last.chunk), rel=0.2)
+    fixed = FixedController(4, cost)
+    fixed.observe(StepRecord(0, 2, fixed.choose(2), 8, 3, 5.0))
+    assert fixed.history[0].predicted_ms == pytest.approx(cost.predict(2, 4))

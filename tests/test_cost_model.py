@@ -1,0 +1,77 @@
+"""CostModel: the fit, exact lookup, interpolation, JSON round trip, the reference format and the plot."""
+
+import json
+
+import numpy as np
+import pytest
+
+from optimus_backend.cost_model import CostModel, cache_name, nonnegative_lstsq, plot
+
+TRUE = {"a": 4.0, "alpha": 0.02, "beta": 0.3, "gamma": 0.05, "delta": 0.001}
+GRID = [(b, c, p) for b in (1, 4, 16, 64) for c in (1, 4, 16, 32) for p in (128, 512, 2048)]
+
+
+def smooth(b, c, p, k=TRUE):
+    return k["a"] + k["alpha"] * b * c + k["beta"] * b + k["gamma"] * c + k["delta"] * b * p
+
+
+def test_fit_recovers_known_coefficients():
+    model = CostModel({key: smooth(*key) for key in GRID})
+    for name, value in TRUE.items():
+        assert model.coef[name] == pytest.approx(value, rel=1e-6, abs=1e-9)
+    assert model.predict(100, 7, 1000) == pytest.approx(smooth(100, 7, 1000), rel=1e-6)
+
+
+def test_fit_keeps_coefficients_non_negative():
+    x = np.array([[1.0, v] for v in range(10)])
+    y = 5.0 - 0.5 * x[:, 1]  # the best unconstrained slope is negative
+    coef = nonnegative_lstsq(x, y, [0, 1])
+    assert coef[1] == 0.0 and coef[0] == pytest.approx(y.mean())
+    model = CostModel({(b, c, 512): 10.0 - 0.01 * c + 0.1 * b for b in (1, 8, 64) for c in (1, 8, 32)})
+    assert min(model.coef.values()) >= 0.0
+
+
+def test_exact_where_measured_interpolated_between_and_fit_slope_outside():
+    rng = np.random.default_rng(0)
+    points = {key: smooth(*key) * rng.uniform(0.8, 1.2) for key in GRID}
+    model = CostModel(points)
+    for key, ms in points.items():
+        assert model.predict(*key) == pytest.approx(ms)
+    low, high = model.predict(16, 16, 512), model.predict(16, 32, 512)
+    assert min(low, high) <= model.predict(16, 24, 512) <= max(low, high)
+    edge = model.predict(64, 32, 2048)
+    assert model.predict(128, 32, 2048) - edge == pytest.approx(model.fit(128, 32, 2048) - model.fit(64, 32, 2048))
+
+
+def test_single_prefix_profile_ignores_the_prefix_term():
+    model = CostModel({(b, c, 512): smooth(b, c, 512) for b in (1, 8, 64) for c in (1, 8, 32)})
+    assert model.coef["delta"] == 0.0
+    assert model.predict(8, 8) == pytest.approx(smooth(8, 8, 512))
+    assert model.predict(8, 8, 4096) == pytest.approx(model.predict(8, 8, 512))
+
+
+def test_json_round_trip_and_meta_check(tmp_path):
+    meta = {"model": "qwen3-8b", "device": "NVIDIA H100 80GB HBM3", "dtype": "bfloat16"}
+    model = CostModel({key: smooth(*key) + 0.1 * key[0] ** 0.5 for key in GRID}, meta)
+    path = model.save(tmp_path / cache_name(meta))
+    assert path.name == "qwen3-8b__NVIDIA_H100_80GB_HBM3__bfloat16.json"
+    loaded = CostModel.load(path, expect_meta={"model": "qwen3-8b", "dtype": "bfloat16"})
+    assert loaded.meta == meta and loaded.points == model.points
+    for b, c, p in [(3, 5, 300), (64, 32, 512), (200, 2, 4000)]:
+        assert loaded.predict(b, c, p) == pytest.approx(model.predict(b, c, p))
+    with pytest.raises(ValueError, match="dtype"):
+        CostModel.load(path, expect_meta={"dtype": "float32"})
+
+
+def test_reference_profile_format(tmp_path):
+    path = tmp_path / "sat_toy_P512.json"
+    path.write_text(json.dumps({f"{b}x{c}": smooth(b, c, 512) for b in (1, 8) for c in (1, 32)}))
+    model = CostModel.from_reference(path, meta={"model": "toy"})
+    assert model.meta["model"] == "toy" and model.predict(8, 32) == pytest.approx(smooth(8, 32, 512))
+    assert model.reference_prefix == 512
+
+
+def test_plot_writes_a_png(tmp_path):
+    model = CostModel({key: smooth(*key) for key in GRID}, {"model": "toy"})
+    path = plot(model, tmp_path / "t.png")
+    assert path.read_bytes()[:4] == b"\x89PNG"

@@ -1,0 +1,179 @@
+"""Triton kernels under the CPU interpreter against their PyTorch references, and the references
+against a dense masked SDPA. Outputs and workspaces are poisoned (NaN) so unwritten elements show."""
+
+import importlib
+import os
+import sys
+
+os.environ["TRITON_INTERPRET"] = "1"  # read when a kernel is decorated, i.e. when its module is imported
+for _name in ("kernels.chunk_attention", "kernels.confidence"):
+    if _name in sys.modules:  # imported before the switch: decorate again for the interpreter
+        importlib.reload(sys.modules[_name])
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from kernels import get_kernels  # noqa: E402
+from kernels.chunk_attention import chunk_attention, store_kv  # noqa: E402
+from kernels.chunk_attention_ref import chunk_attention_reference, store_kv_reference  # noqa: E402
+from kernels.confidence import lm_head_confidence, max_softmax  # noqa: E402
+from kernels.confidence_ref import lm_head_confidence_reference, max_softmax_reference  # noqa: E402
+
+TOLERANCE = {torch.bfloat16: 1e-2, torch.float16: 2e-3, torch.float32: 1e-4}
+
+
+@pytest.fixture
+def poisoned(monkeypatch):
+    """torch.empty / empty_like return NaN-filled floats and -7-filled integers."""
+    empty, empty_like = torch.empty, torch.empty_like
+
+    def poison(tensor):
+        return tensor.fill_(float("nan") if tensor.is_floating_point() else -7)
+
+    monkeypatch.setattr(torch, "empty", lambda *a, **k: poison(empty(*a, **k)))
+    monkeypatch.setattr(torch, "empty_like", lambda *a, **k: poison(empty_like(*a, **k)))
+
+
+def relative_error(out, ref):
+    return ((out.double() - ref.double()).norm() / ref.double().norm()).item()
+
+
+def make_batch(windows, prefixes, q_heads, kv_heads, head_dim, page_size, dtype, seed):
+    """A varlen window batch over a shuffled paged cache whose unused slots hold NaN.
+
+    Also returns each request's dense keys/values (prefix then window) for the dense check."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=gen).to(dtype)
+
+    pages_per_request = [-(-p // page_size) for p in prefixes]
+    num_pages = sum(pages_per_request) + 2
+    page_order = torch.randperm(num_pages, generator=gen).int()
+    page_table = torch.full((len(windows), max(1, *pages_per_request)), -1, dtype=torch.int32)
+    k_cache = torch.full((num_pages, page_size, kv_heads, head_dim), float("nan"), dtype=dtype)
+    v_cache = k_cache.clone()
+    dense_keys, dense_values, used = [], [], 0
+    for request, (window, prefix) in enumerate(zip(windows, prefixes)):
+        page_table[request, : pages_per_request[request]] = page_order[used : used + pages_per_request[request]]
+        used += pages_per_request[request]
+        keys, values = randn(prefix + window, kv_heads, head_dim), randn(prefix + window, kv_heads, head_dim)
+        cached = torch.arange(prefix)
+        slots = page_table[request, cached // page_size].long() * page_size + cached % page_size
+        store_kv_reference(keys[:prefix], values[:prefix], k_cache, v_cache, slots)
+        dense_keys.append(keys)
+        dense_values.append(values)
+    lengths = torch.tensor(windows)
+    cu_seqlens = torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)]).int()
+    return dict(
+        q=randn(int(lengths.sum()), q_heads, head_dim),
+        k=torch.cat([keys[p:] for keys, p in zip(dense_keys, prefixes)]),
+        v=torch.cat([values[p:] for values, p in zip(dense_values, prefixes)]),
+        positions=torch.cat([torch.arange(p, p + w) for w, p in zip(windows, prefixes)]).int(),
+        cu_seqlens=cu_seqlens,
+        k_cache=k_cache,
+        v_cache=v_cache,
+        page_table=page_table,
+        prefix_lens=torch.tensor(prefixes, dtype=torch.int32),
+    ), (dense_keys, dense_values)
+
+
+def dense_attention(batch, dense, block_size, scale):
+    """Block-causal SDPA per request over absolute positions 0..prefix+window, float64."""
+    outs = []
+    for request, (keys, values) in enumerate(zip(*dense)):
+        start, end = batch["cu_seqlens"][request : request + 2].tolist()
+        key_blocks = torch.arange(keys.shape[0]) // block_size
+        query_blocks = batch["positions"][start:end].long() // block_size
+        group = batch["q"].shape[1] // keys.shape[1]
+        outs.append(
+            F.scaled_dot_product_attention(
+                batch["q"][start:end].double().transpose(0, 1),
+                keys.double().repeat_interleave(group, dim=1).transpose(0, 1),
+                values.double().repeat_interleave(group, dim=1).transpose(0, 1),
+                attn_mask=key_blocks[None, :] <= query_blocks[:, None],
+                scale=scale,
+            ).transpose(0, 1)
+        )
+    return torch.cat(outs)
+
+
+ATTENTION_CASES = {
+    # name: windows, prefixes, q heads, kv heads, head dim, page size, block size, dtype, split_len
+    "mixed_bf16": ((3, 1, 7), (5, 0, 40), 4, 2, 16, 4, 4, torch.bfloat16, None),
+    "split_fp16": ((2, 0, 20, 1), (37, 3, 0, 64), 4, 1, 32, 16, 8, torch.float16, 16),
+    "causal_fp16": ((1, 1, 1, 3), (0, 1, 17, 30), 2, 2, 16, 1, 1, torch.float16, 16),
+    "odd_pages_fp32": ((4, 6), (9, 23), 6, 2, 64, 5, 3, torch.float32, None),
+    "qwen_heads_bf16": ((2, 3), (20, 0), 8, 2, 128, 16, 32, torch.bfloat16, 16),
+}
+
+
+@pytest.mark.parametrize("name", ATTENTION_CASES)
+def test_chunk_attention_matches_reference(name, poisoned):
+    windows, prefixes, q_heads, kv_heads, head_dim, page_size, block_size, dtype, split_len = ATTENTION_CASES[name]
+    batch, _ = make_batch(windows, prefixes, q_heads, kv_heads, head_dim, page_size, dtype, seed=len(name))
+    scale = head_dim**-0.5
+    out = chunk_attention(**batch, block_size=block_size, scale=scale, split_len=split_len)
+    ref = chunk_attention_reference(**batch, block_size=block_size, scale=scale)
+    assert torch.isfinite(out).all()
+    assert relative_error(out, ref) < TOLERANCE[dtype]
+
+
+@pytest.mark.parametrize("name", ATTENTION_CASES)
+def test_reference_matches_dense_sdpa(name, poisoned):
+    windows, prefixes, q_heads, kv_heads, head_dim, page_size, block_size, dtype, _ = ATTENTION_CASES[name]
+    batch, dense = make_batch(windows, prefixes, q_heads, kv_heads, head_dim, page_size, torch.float32, seed=7)
+    ref = chunk_attention_reference(**batch, block_size=block_size, scale=0.3)
+    assert relative_error(ref, dense_attention(batch, dense, block_size, scale=0.3)) < 1e-5
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_store_kv_writes_only_mapped_slots(dtype):
+    num_pages, page_size, kv_heads, head_dim = 5, 4, 3, 16
+    k_cache = torch.full((num_pages, page_size, kv_heads, head_dim), float("nan"), dtype=dtype)
+    v_cache = k_cache.clone()
+    slots = torch.tensor([5, -1, 6, 7, 8, 19, -1, 0], dtype=torch.int64)  # 7 -> 8 crosses a page
+    k = torch.randn(slots.numel(), kv_heads, head_dim).to(dtype)
+    v = torch.randn(slots.numel(), kv_heads, head_dim).to(dtype)
+    expected_k, expected_v = k_cache.clone(), v_cache.clone()
+    store_kv_reference(k, v, expected_k, expected_v, slots)
+    store_kv(k, v, k_cache, v_cache, slots)
+    assert torch.equal(k_cache.isnan(), expected_k.isnan()) and torch.equal(v_cache.isnan(), expected_v.isnan())
+    assert torch.equal(k_cache.nan_to_num(), expected_k.nan_to_num())
+    assert torch.equal(v_cache.nan_to_num(), expected_v.nan_to_num())
+    assert k_cache.isnan().sum() == (num_pages * page_size - 6) * kv_heads * head_dim
+
+
+def assert_confidence_matches(result, reference, logits, dtype):
+    (confidence, token), (ref_confidence, ref_token) = result, reference
+    assert confidence.dtype == torch.float32 and token.dtype == torch.int64
+    assert relative_error(confidence, ref_confidence) < TOLERANCE[dtype]
+    top2 = logits.float().topk(2, dim=-1).values
+    separated = top2[:, 0] - top2[:, 1] > 0
+    assert torch.equal(token[separated], ref_token[separated])
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+@pytest.mark.parametrize("num_chunks", [None, 3])
+def test_max_softmax_matches_reference(dtype, num_chunks, poisoned):
+    logits = (torch.randn(6, 5000) * 3).to(dtype)
+    logits[2, 4321] = 40.0  # a confident row whose argmax sits in the last block
+    logits[4, 100] = logits[4, 4200] = 40.0  # a tie across blocks and chunks: the first index wins
+    result = max_softmax(logits, num_chunks=num_chunks)
+    assert_confidence_matches(result, max_softmax_reference(logits), logits, dtype)
+    assert result[1][4] == 100
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_lm_head_confidence_matches_reference(dtype, poisoned):
+    hidden, weight = torch.randn(5, 32).to(dtype), torch.randn(3000, 32).to(dtype)
+    result = lm_head_confidence(hidden, weight)
+    reference = lm_head_confidence_reference(hidden, weight)
+    assert_confidence_matches(result, reference, hidden @ weight.t(), dtype)
+
+
+def test_cpu_dispatch_returns_references():
+    kernels = get_kernels("cpu")
+    assert kernels.chunk_attention is chunk_attention_reference and kernels.store_kv is store_kv_reference
+    assert kernels.max_softmax is max_softmax_reference

@@ -1,0 +1,88 @@
+"""Load simulator and acceptance statistics (CPU, seconds)."""
+
+import csv
+
+import numpy as np
+import pytest
+
+from optimus_backend.acceptance import AcceptanceStats, synthetic
+from optimus_backend.cost_model import CostModel
+from optimus_backend.sim_report import report
+from optimus_backend.simulator import LoadSchedule, SimConfig, capacity_rps, simulate, summarize
+
+B = 32
+COLUMNS = ["policy", "throughput_tok_s", "ttft_p50_ms", "ttft_p90_ms", "tpot_p50_ms", "tpot_p90_ms", "tpot_p99_ms"]
+
+
+@pytest.fixture(scope="module")
+def cost() -> CostModel:
+    return CostModel({(b, c, 512): 5.0 + 0.01 * b * c + 0.05 * b for b in (1, 8, 64) for c in (1, 8, 32)},
+                     {"model": "toy"})
+
+
+def always(k: int) -> AcceptanceStats:
+    """Every request commits exactly k tokens per step at every c."""
+    return AcceptanceStats(B, {c: np.eye(k + 1)[k] for c in (1, B)})
+
+
+def one_request(policy: str, cost: CostModel, acceptance: AcceptanceStats, output_len: int) -> int:
+    cfg = SimConfig(max_batch=4, output_len=(output_len, output_len), warmup_s=0.0, time_noise=0.0)
+    result = simulate(policy, cost, acceptance, LoadSchedule.steady(0.0, 10.0), cfg, arrivals=[0.0])
+    assert [r.done for r in result.requests] == [output_len]
+    return len(result.steps)
+
+
+def test_steps_per_policy(cost):
+    acceptance = always(B)
+    assert one_request("chunk:32", cost, acceptance, 64) == 2
+    assert one_request("bd", cost, acceptance, 64) == 3  # block, clean pass, block (no clean pass at the end)
+    assert one_request("ar", cost, acceptance, 64) == 64
+
+
+def test_schedule_parse_and_arrivals():
+    schedule = LoadSchedule.parse("10@1,10@3,10~1", scale=2.0)
+    assert schedule.duration == pytest.approx(30.0)
+    assert schedule.rate(5.0) == pytest.approx(2.0) and schedule.rate(15.0) == pytest.approx(6.0)
+    assert schedule.rate(25.0) == pytest.approx(4.0)
+    counts = [len(schedule.arrivals(np.random.default_rng(s))) for s in range(20)]
+    assert np.mean(counts) == pytest.approx(2 * 10 + 6 * 10 + 4 * 10, rel=0.1)
+
+
+def test_acceptance_json_round_trip_and_interpolation(tmp_path):
+    stats = AcceptanceStats.from_json({"block_size": B, "committed_per_step": {"4": [1, 1, 2, 2], "8": {"2": 1, "4": 1}}})
+    assert stats.mean(4) == pytest.approx(1.5) and stats.mean(8) == pytest.approx(3.0)
+    assert stats.mean(6) == pytest.approx(2.25) and stats.mean(32) == pytest.approx(3.0)
+    loaded = AcceptanceStats.load(stats.save(tmp_path / "a.json"))
+    assert all(loaded.mean(c) == pytest.approx(stats.mean(c)) for c in range(1, B + 1))
+    draws = stats.sample(8, 1000, np.random.default_rng(0))
+    assert set(draws) == {2, 4}
+
+
+def test_synthetic_acceptance_is_plausible():
+    stats = synthetic(steps=1000)
+    means = [stats.mean(c) for c in range(1, B + 1)]
+    assert means[0] == pytest.approx(0.5, abs=0.05)  # c = 1 alternates committing and caching
+    assert 3.5 < means[-1] < 4.5  # DESIGN: ~4 of 32 committed per step at BD-32
+    assert all(b >= a - 0.1 for a, b in zip(means, means[1:]))
+
+
+def test_summary_counts_the_window(cost):
+    cfg = SimConfig(max_batch=16, warmup_s=2.0)
+    acceptance = synthetic(steps=300)
+    schedule = LoadSchedule.steady(0.3 * capacity_rps(cost, acceptance, cfg), 10.0)
+    row = summarize(simulate("elastic", cost, acceptance, schedule, cfg), 2.0, 10.0, 50.0)
+    assert row["finished"] == row["requests"] > 0
+    assert row["throughput_tok_s"] > 0 and row["tpot_p50_ms"] <= row["tpot_p90_ms"] <= row["tpot_p99_ms"]
+
+
+def test_report_has_every_policy_and_column(cost, tmp_path):
+    policies = ["elastic", "ar", "bd", "chunk:4", "chunk:32"]
+    cfg = SimConfig(max_batch=16, warmup_s=1.0)
+    lines = report(cost, synthetic(steps=300), cfg, policies, [0.2, 1.2], 6.0, "3@0.2,3@1.2", 50.0, 1, tmp_path)
+    assert any("elastic_tok_s" in line for line in lines)
+    for kind in ("steady", "changing"):
+        rows = list(csv.DictReader((tmp_path / f"simulated_toy_{kind}.csv").open()))
+        assert {r["policy"] for r in rows} == set(policies)
+        assert set(COLUMNS) <= set(rows[0])
+        assert (tmp_path / f"simulated_toy_{kind}.png").read_bytes()[:4] == b"\x89PNG"
+    assert len(list(csv.DictReader((tmp_path / "simulated_toy_steady.csv").open()))) == 2 * len(policies)
