@@ -27,8 +27,8 @@ class GraphedForward:
         device = next(model.parameters()).device
         self.model = model
         self.attention_for = attention_for  # StepBatch -> AttentionFn
-        self.request_buckets = [b for b in REQUEST_BUCKETS if b <= max_requests + 1] or [max_requests + 1]
-        self.token_buckets = [t for t in TOKEN_BUCKETS if t <= max_tokens] or [max_tokens]
+        self.request_buckets = [b for b in REQUEST_BUCKETS if b < max_requests + 1] + [max_requests + 1]
+        self.token_buckets = [t for t in TOKEN_BUCKETS if t < max_tokens] + [max_tokens]
         b_max, t_max = self.request_buckets[-1], self.token_buckets[-1]
         self.input_ids = torch.zeros(t_max, dtype=torch.long, device=device)
         self.positions = torch.zeros(t_max, dtype=torch.int32, device=device)
