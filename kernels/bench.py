@@ -36,21 +36,60 @@ from kernels.confidence_ref import lm_head_confidence_reference, max_softmax_ref
 GIB = 2**30
 
 
-def timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
-    """Median milliseconds of a call: do_bench (CUDA events, L2 flushed) on a GPU, wall clock elsewhere."""
-    if device.type == "cuda":
-        return lambda fn: triton.testing.do_bench(fn, warmup=5, rep=20, return_mode="median")
+class Timer:
+    """Median milliseconds of a call. On CUDA: replays of a CUDA graph of the call with L2 flushed
+    before each (host launch overhead excluded, as in the engine's captured steps), falling back to
+    do_bench where capture fails; `last_method` says which. Elsewhere: wall clock."""
 
-    def wall_ms(fn):
-        fn()
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.flush = torch.empty(256 * 2**20, dtype=torch.int8, device=device) if device.type == "cuda" else None
+        self.last_method = "wall"
+
+    def __call__(self, fn: Callable[[], object]) -> float:
+        fn()  # compile and autotune outside any timing
+        if self.device.type != "cuda":
+            return self._wall_ms(fn)
+        try:
+            return self._graph_ms(fn)
+        except Exception:  # noqa: BLE001 - not capturable: time eager launches instead
+            torch.cuda.synchronize()
+            self.last_method = "do_bench"
+            return triton.testing.do_bench(fn, warmup=5, rep=20, return_mode="median")
+
+    def _graph_ms(self, fn) -> float:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            fn()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            fn()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        graph.replay()
+        end.record()
+        torch.cuda.synchronize()
+        repeats = max(5, min(100, int(20 / max(start.elapsed_time(end), 1e-3))))
+        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(repeats)]
+        for start, end in events:
+            self.flush.zero_()
+            start.record()
+            graph.replay()
+            end.record()
+        torch.cuda.synchronize()
+        del graph
+        self.last_method = "cuda_graph"
+        return statistics.median(start.elapsed_time(end) for start, end in events)
+
+    def _wall_ms(self, fn) -> float:
         runs = []
         for _ in range(3):
-            start = time.perf_counter()
+            started = time.perf_counter()
             fn()
-            runs.append((time.perf_counter() - start) * 1e3)
+            runs.append((time.perf_counter() - started) * 1e3)
         return statistics.median(runs)
-
-    return wall_ms
 
 
 def rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
@@ -85,9 +124,10 @@ def check_correctness(device: torch.device, heads: tuple[int, int, int]) -> dict
         "split_b2_c8_P3000": ((8, 8), (3000, 1234), head_dim, 16, 32, None),
         "forced_split_block1": ((1, 4, 2), (700, 0, 129), head_dim, 16, 1, 128),
         "head_dim64_page7": ((5, 9), (70, 301), 64, 7, 8, None),
-        "b32_c32_P2048": ((32,) * 32, (2048,) * 32, head_dim, 16, 32, None),
-        "b2_c1_P8192": ((1, 1), (8192, 8000), head_dim, 16, 32, None),
     }
+    if device.type == "cuda":  # too slow for the interpreter
+        cases["b32_c32_P2048"] = ((32,) * 32, (2048,) * 32, head_dim, 16, 32, None)
+        cases["b2_c1_P8192"] = ((1, 1), (8192, 8000), head_dim, 16, 32, None)
     for name, (windows, prefixes, dim, page_size, block_size, split_len) in cases.items():
         batch = paged_batch(windows, prefixes, q_heads, kv_heads, dim, page_size, torch.bfloat16, device)
         out = chunk_attention(**batch, block_size=block_size, scale=dim**-0.5, split_len=split_len)
@@ -114,12 +154,15 @@ def check_correctness(device: torch.device, heads: tuple[int, int, int]) -> dict
     return results
 
 
-def copy_bandwidth(device: torch.device, time_ms) -> float:
-    """Bytes read plus bytes written per second by a device-to-device copy."""
+def memory_bandwidths(device: torch.device, time_ms: Timer) -> dict:
+    """Device-to-device copy (bytes read + written per second) and a pure read (a sum), 1 GiB."""
     size = GIB if device.type == "cuda" else 2**24
     source = torch.randn(size // 2, device=device, dtype=torch.bfloat16)
     dest = torch.empty_like(source)
-    return 2 * size / (time_ms(lambda: dest.copy_(source)) * 1e-3)
+    return dict(
+        copy_bandwidth_Bps=2 * size / (time_ms(lambda: dest.copy_(source)) * 1e-3),
+        read_bandwidth_Bps=size / (time_ms(lambda: source.sum(dtype=torch.float32)) * 1e-3),
+    )
 
 
 def sdpa_peers(batch: dict, b: int, c: int, prefix: int, block_size: int, scale: float) -> dict:
@@ -166,14 +209,24 @@ def flex_peer(flex, batch: dict, b: int, c: int, prefix: int, block_size: int, s
     return lambda: flex(query, dense_k, dense_v, block_mask=block_mask, scale=scale, enable_gqa=True)
 
 
-def timed_or_error(row: dict, name: str, time_ms, make: Callable[[], Callable]) -> None:
+def timed_or_error(row: dict, name: str, time_ms: Timer, make: Callable[[], Callable]) -> None:
     """row[name_ms] = time of make()(), or row[name_error] when building or running it fails."""
     try:
         row[f"{name}_ms"] = time_ms(make())
+        if time_ms.last_method == "do_bench":
+            row[f"{name}_timing"] = "do_bench (CUDA graph capture failed)"
     except Exception as error:  # noqa: BLE001 - a peer's failure is a result to record
         row[f"{name}_error"] = f"{type(error).__name__}: {str(error)[:300]}"
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def summarize(row: dict, copy_bps: float) -> None:
+    total_bytes = row["kv_bytes"] + row["qo_bytes"]
+    row["ours_TBps"] = total_bytes / row["ours_ms"] * 1e-9
+    row["ours_frac_copy"] = total_bytes / (row["ours_ms"] * 1e-3) / copy_bps
+    peer_ms = [row[k] for k in ("sdpa_ms", "sdpa_mask_ms", "gather_sdpa_ms", "flex_ms") if k in row]
+    row["speedup_vs_best_peer"] = min(peer_ms) / row["ours_ms"] if peer_ms else None
 
 
 def tune_chunk_attention(args, device: torch.device, heads: tuple[int, int, int]) -> None:
@@ -185,10 +238,33 @@ def tune_chunk_attention(args, device: torch.device, heads: tuple[int, int, int]
         chunk_attention(**batch, block_size=32, scale=head_dim**-0.5)
 
 
-def bench_attention(args, device, time_ms, copy_bps, heads, deadline: float) -> list[dict]:
+def bench_attention(args, device, time_ms: Timer, copy_bps: float, heads, started: float, save: Callable) -> list[dict]:
+    """Ours and the SDPA peers at every shape (largest KV first, until --budget-s), then compiled
+    FlexAttention at the largest shapes with c in --flex-windows until --flex-until-s; `save(rows)`
+    after each phase and each Flex shape keeps partial results."""
     q_heads, kv_heads, head_dim = heads
     block_size, page_size, scale = 32, 16, head_dim**-0.5
-    flex, flex_spent = None, 0.0
+    shapes = [(b, c, p) for p in args.prefixes for b in args.batches for c in args.windows]
+    shapes.sort(key=lambda shape: -shape[0] * (shape[1] + shape[2]))
+    rows = []
+    for b, c, prefix in shapes:
+        kv_bytes = 2 * b * (prefix + c) * kv_heads * head_dim * 2
+        row = dict(b=b, c=c, P=prefix, kv_bytes=kv_bytes, qo_bytes=2 * b * c * q_heads * head_dim * 2)
+        rows.append(row)
+        if kv_bytes > args.max_kv_gb * 1e9 or time.time() > started + args.budget_s:
+            row["skipped"] = "kv over limit" if kv_bytes > args.max_kv_gb * 1e9 else "time budget"
+            continue
+        batch = paged_batch([c] * b, [prefix] * b, q_heads, kv_heads, head_dim, page_size, torch.bfloat16, device)
+        timed_or_error(row, "ours", time_ms, lambda: lambda: chunk_attention(**batch, block_size=block_size, scale=scale))
+        plan = plan_launch(b * c, b, q_heads // kv_heads, kv_heads, batch["page_table"].shape[1] * page_size, device)
+        row["block_q"], row["splits"] = plan.block_q, plan.num_splits
+        for name, fn in sdpa_peers(batch, b, c, prefix, block_size, scale).items():
+            timed_or_error(row, name, time_ms, lambda: fn)
+        if "ours_ms" in row:
+            summarize(row, copy_bps)
+            print(format_attention_row(row), flush=True)
+        del batch
+    save(rows)
     if args.flex:
         from torch.nn.attention.flex_attention import flex_attention
 
@@ -196,38 +272,20 @@ def bench_attention(args, device, time_ms, copy_bps, heads, deadline: float) -> 
             if hasattr(torch._dynamo.config, limit):  # one compile per shape (dynamic=False), as the peers ran it
                 setattr(torch._dynamo.config, limit, 4096)
         flex = torch.compile(flex_attention, dynamic=False)
-    rows = []
-    for prefix in args.prefixes:
-        for b in args.batches:
-            for c in args.windows:
-                kv_bytes = 2 * b * (prefix + c) * kv_heads * head_dim * 2
-                row = dict(b=b, c=c, P=prefix, kv_bytes=kv_bytes, qo_bytes=2 * b * c * q_heads * head_dim * 2)
-                rows.append(row)
-                if kv_bytes > args.max_kv_gb * 1e9 or time.time() > deadline:
-                    row["skipped"] = "kv over limit" if kv_bytes > args.max_kv_gb * 1e9 else "time budget"
-                    continue
-                batch = paged_batch([c] * b, [prefix] * b, q_heads, kv_heads, head_dim, page_size, torch.bfloat16, device)
-                row["ours_ms"] = time_ms(lambda: chunk_attention(**batch, block_size=block_size, scale=scale))
-                plan = plan_launch(b * c, b, q_heads // kv_heads, kv_heads, batch["page_table"].shape[1] * page_size, device)
-                row["block_q"], row["splits"] = plan.block_q, plan.num_splits
-                peers = sdpa_peers(batch, b, c, prefix, block_size, scale)
-                for name, fn in peers.items():
-                    timed_or_error(row, name, time_ms, lambda: fn)
-                del peers
-                if flex is not None and flex_spent < args.flex_budget_s:
-                    flex_started = time.time()
-                    timed_or_error(row, "flex", time_ms, lambda: flex_peer(flex, batch, b, c, prefix, block_size, scale))
-                    flex_spent += time.time() - flex_started
-                elif flex is not None:
-                    row["flex_error"] = "not run: flex compile time budget spent"
-                total_bytes = row["kv_bytes"] + row["qo_bytes"]
-                row["ours_TBps"] = total_bytes / row["ours_ms"] * 1e-9
-                row["ours_frac_copy"] = total_bytes / (row["ours_ms"] * 1e-3) / copy_bps
-                peer_ms = [row[k] for k in ("sdpa_ms", "sdpa_mask_ms", "gather_sdpa_ms", "flex_ms") if k in row]
-                row["speedup_vs_best_peer"] = min(peer_ms) / row["ours_ms"] if peer_ms else None
-                print(format_attention_row(row), flush=True)
-                del batch
-    return rows
+        for row in rows:
+            if "ours_ms" not in row or row["c"] not in args.flex_windows:
+                continue
+            if time.time() > started + args.flex_until_s:
+                row["flex_error"] = "not run: time budget"
+                continue
+            b, c, prefix = row["b"], row["c"], row["P"]
+            batch = paged_batch([c] * b, [prefix] * b, q_heads, kv_heads, head_dim, page_size, torch.bfloat16, device)
+            timed_or_error(row, "flex", time_ms, lambda: flex_peer(flex, batch, b, c, prefix, block_size, scale))
+            summarize(row, copy_bps)
+            print(format_attention_row(row), flush=True)
+            del batch
+            save(rows)
+    return sorted(rows, key=lambda row: (row["P"], row["b"], row["c"]))
 
 
 def bench_confidence(args, device, time_ms, hidden_size: int) -> list[dict]:
@@ -244,6 +302,7 @@ def bench_confidence(args, device, time_ms, hidden_size: int) -> list[dict]:
             row["matmul_ms"] = time_ms(lambda: hidden @ weight.t())
             row["lm_head_confidence_ms"] = time_ms(lambda: lm_head_confidence(hidden, weight))
             row["torch_lm_head_softmax_max_ms"] = time_ms(lambda: lm_head_confidence_reference(hidden, weight))
+            row["timing"] = time_ms.last_method
             rows.append(row)
             print(
                 f"conf R={rows_count:5d} V={vocab:6d}  max_softmax {row['max_softmax_ms']:.4f} ms "
@@ -268,22 +327,33 @@ def format_attention_row(row: dict) -> str:
     )
 
 
-def markdown(report: dict) -> str:
-    """The tables of docs/KERNELS.md from a benchmark JSON."""
+def markdown(report: dict, flex_fallback: dict | None = None) -> str:
+    """The tables of docs/KERNELS.md from a benchmark JSON; Flex times missing there are taken from
+    `flex_fallback` (another run's JSON) and marked with a dagger."""
+    fallback = {(r["b"], r["c"], r["P"]): r for r in (flex_fallback or {}).get("attention", [])}
+
     def cell(row, key, digits=3):
         return f"{row[key]:.{digits}f}" if row.get(key) is not None else "—"
 
+    def flex_cell(row):
+        if "flex_ms" in row:
+            return cell(row, "flex_ms")
+        other = fallback.get((row["b"], row["c"], row["P"]), {})
+        if "flex_ms" in other:
+            return f"{other['flex_ms']:.3f}†"
+        return "fail" if "flex_error" in row and "not run" not in row["flex_error"] else "—"
+
     lines = [
-        "| b | c | P | ours ms | ours TB/s | % of copy | SDPA ms | SDPA+mask ms | gather+SDPA ms | Flex ms | best peer / ours |",
+        "| b | c | P | ours ms | TB/s | % of copy | SDPA ms | SDPA+mask ms | gather+SDPA ms | Flex ms | best peer / ours |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in report["attention"]:
-        if "skipped" in row:
+        if "ours_ms" not in row:
             continue
         lines.append(
             f"| {row['b']} | {row['c']} | {row['P']} | {cell(row, 'ours_ms')} | {cell(row, 'ours_TBps', 2)} "
             f"| {100 * row['ours_frac_copy']:.0f}% | {cell(row, 'sdpa_ms')} | {cell(row, 'sdpa_mask_ms')} "
-            f"| {cell(row, 'gather_sdpa_ms')} | {cell(row, 'flex_ms')} | {cell(row, 'speedup_vs_best_peer', 2)} |"
+            f"| {cell(row, 'gather_sdpa_ms')} | {flex_cell(row)} | {cell(row, 'speedup_vs_best_peer', 2)} |"
         )
     lines += [
         "",
@@ -303,9 +373,11 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="kernels_bench.json")
     parser.add_argument("--markdown", metavar="JSON", help="print the docs tables of a benchmark JSON and exit")
+    parser.add_argument("--flex-fallback", metavar="JSON", help="with --markdown: Flex times of another run")
     parser.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU through the Triton interpreter")
-    parser.add_argument("--budget-s", type=float, default=390.0, help="attention shapes past this wall time are skipped")
-    parser.add_argument("--flex-budget-s", type=float, default=120.0, help="wall time allowed for FlexAttention")
+    parser.add_argument("--budget-s", type=float, default=200.0, help="attention shapes past this wall time are skipped")
+    parser.add_argument("--flex-until-s", type=float, default=300.0, help="FlexAttention shapes past this wall time are skipped")
+    parser.add_argument("--flex-windows", type=int, nargs="*", default=[1, 4, 8, 16])
     parser.add_argument("--no-flex", dest="flex", action="store_false")
     parser.add_argument("--max-kv-gb", type=float, default=40.0)
     args = parser.parse_args()
@@ -323,12 +395,17 @@ def main() -> None:
     args = parse_args()
     if args.markdown:
         with open(args.markdown) as file:
-            print(markdown(json.load(file)))
+            report = json.load(file)
+        fallback = None
+        if args.flex_fallback:
+            with open(args.flex_fallback) as file:
+                fallback = json.load(file)
+        print(markdown(report, fallback))
         return
     started = time.time()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     heads, hidden_size = ((32, 8, 128), 4096) if not args.smoke else ((4, 2, 16), 64)
-    time_ms = timer(device)
+    time_ms = Timer(device)
     torch.manual_seed(0)
     report = dict(
         device=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu (interpreter smoke run)",
@@ -338,22 +415,33 @@ def main() -> None:
         heads=dict(q=heads[0], kv=heads[1], head_dim=heads[2]),
         page_size=16,
         dtype="bfloat16",
-        timing="triton.testing.do_bench median, L2 flushed between runs; ms",
+        timing="ms, median of CUDA-graph replays of one call, L2 flushed before each (do_bench where capture failed)",
     )
 
     def save():
         with open(args.out, "w") as file:
             json.dump(report, file, indent=1)
 
-    report["copy_bandwidth_Bps"] = copy_bandwidth(device, time_ms)
-    print(f"device {report['device']}  copy {report['copy_bandwidth_Bps'] * 1e-12:.2f} TB/s (read + write)", flush=True)
+    report.update(memory_bandwidths(device, time_ms))
+    print(
+        f"device {report['device']}  copy {report['copy_bandwidth_Bps'] * 1e-12:.2f} TB/s (read + write), "
+        f"read {report['read_bandwidth_Bps'] * 1e-12:.2f} TB/s",
+        flush=True,
+    )
     tune_chunk_attention(args, device, heads)
     print(f"autotuned in {time.time() - started:.0f} s", flush=True)
     report["max_rel_error"] = check_correctness(device, heads)
     save()
     report["confidence"] = bench_confidence(args, device, time_ms, hidden_size)
     save()
-    report["attention"] = bench_attention(args, device, time_ms, report["copy_bandwidth_Bps"], heads, started + args.budget_s)
+
+    def save_attention(rows):
+        report["attention"] = rows
+        save()
+
+    report["attention"] = bench_attention(
+        args, device, time_ms, report["copy_bandwidth_Bps"], heads, started, save_attention
+    )
     tuned = getattr(_chunk_attention_kernel, "cache", {})
     report["chunk_attention_configs"] = {str(key): str(config) for key, config in tuned.items()}
     report["wall_s"] = time.time() - started

@@ -35,6 +35,7 @@ HISTORY_LEN = 4096  # step records kept for metrics and plots
 EMA_ALPHA = 0.01  # weight of one request's observation in E[c]
 FAST_ALPHA = 0.05  # the same for the surprise (observed / estimated E) that detects acceptance shifts
 MAX_STEP_WEIGHT = 0.25  # at most this weight for one step however large the batch (its requests are correlated)
+MIN_SAMPLES = 8  # requests behind an estimate before it bounds its neighbours
 MAX_AGE = 256  # steps without an observation after which E[c] is out of date
 DRIFT = 0.25  # how far the surprise may leave 1 before every estimate is out of date
 LATENCY_ALPHA = 0.05  # weight of one step in the measured / predicted step-time ratio
@@ -113,21 +114,35 @@ class ElasticController(ChunkController):
     def fresh(self) -> np.ndarray:
         return self.steps - self.seen <= self.max_age
 
+    def neighbour_bounds(self, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(most, least) E[c] can be for every c given the nearest ``known`` estimates strictly above and below,
+        assuming E is nondecreasing in c and E[c]/c nonincreasing."""
+        c, k, e = self.candidates.astype(float), self.candidates[known], self.estimate[known]
+        up = np.searchsorted(k, c, side="right")  # index of the nearest known c' > c
+        down = np.searchsorted(k, c, side="left") - 1  # index of the nearest known c' < c
+        has_up, has_down = up < len(k), down >= 0
+        e_up, k_up = np.where(has_up, e[np.minimum(up, len(k) - 1)] if len(k) else 0, np.inf), k[np.minimum(up, len(k) - 1)] if len(k) else c
+        e_down, k_down = np.where(has_down, e[np.maximum(down, 0)] if len(k) else 0, 0.0), k[np.maximum(down, 0)] if len(k) else c
+        high = np.minimum(c, np.minimum(e_up, np.where(has_down, e_down * c / k_down, np.inf)))
+        low = np.maximum(e_down, np.where(has_up, e_up * c / k_up, 0.0))
+        return high, np.minimum(low, high)
+
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        """(optimistic, pessimistic) E[c]: the fresh estimates, and elsewhere the most and the least E[c] can be
-        given the nearest fresh estimates above and below (E nondecreasing in c, E[c]/c nonincreasing)."""
+        """(optimistic, pessimistic) E[c] used for decisions.
+
+        Reliable estimates (fresh, from at least ``MIN_SAMPLES`` requests) are used as they are, plus an optimism
+        that grows with their age toward what the neighbours allow; a fresh estimate from fewer requests is clipped
+        into what its reliable neighbours allow; an out-of-date c gets the whole allowed range.
+        """
         fresh = self.fresh()
-        high, low = self.estimate.copy(), self.estimate.copy()
-        known = self.candidates[fresh]
-        for c in self.candidates[~fresh]:
-            above, below = known[known > c], known[known < c]
-            hi, lo = float(c), 0.0
-            if len(above):
-                hi, lo = min(hi, self.estimate[above[0] - 1]), max(lo, self.estimate[above[0] - 1] * c / above[0])
-            if len(below):
-                hi, lo = min(hi, self.estimate[below[-1] - 1] * c / below[-1]), max(lo, self.estimate[below[-1] - 1])
-            high[c - 1], low[c - 1] = hi, lo
-        return np.maximum(high, 1e-6), low
+        reliable = fresh & (self.weight >= MIN_SAMPLES)
+        high, low = self.neighbour_bounds(reliable)
+        age = np.clip((self.steps - self.seen) / self.max_age, 0.0, 1.0)
+        aged = self.estimate + np.maximum(high - self.estimate, 0.0) * np.where(fresh, age, 0.0)
+        clipped = np.clip(self.estimate, low, high)
+        optimistic = np.where(reliable, aged, np.where(fresh, clipped, high))
+        pessimistic = np.where(reliable, self.estimate, np.where(fresh, clipped, low))
+        return np.maximum(optimistic, 1e-6), pessimistic
 
     def step_times(self, batch: int, prefix: float | None = None) -> np.ndarray:
         """Predicted T(batch, c) for every candidate, scaled by the measured / predicted ratio."""

@@ -93,13 +93,14 @@ def _python_library_dir() -> Path | None:
 
 def _ensure_system_libpython(stub: Path) -> None:
     """The stub links libpython3.X.so.1.0; install the distro package when root, else say how."""
-    missing = "not found" in subprocess.run(["ldd", str(stub)], capture_output=True, text=True).stdout
-    if not missing:
+    lines = subprocess.run(["ldd", str(stub)], capture_output=True, text=True).stdout.splitlines()
+    if not any("libpython" in line and "not found" in line for line in lines):
         return
     package = f"libpython{sys.version_info.major}.{sys.version_info.minor}"
     if os.geteuid() == 0 and shutil.which("apt-get"):
         print(f"optimus serve: installing {package} for the Python-backend stub", file=sys.stderr)
-        subprocess.run(["apt-get", "install", "-y", package], check=True)
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", package], check=True)
         return
     raise RuntimeError(f"the Python-backend stub needs {package}: run `sudo apt-get install {package}`")
 
@@ -233,7 +234,8 @@ class TritonServer:
                 f"--grpc-address={self.host}", f"--grpc-port={self.grpc_port}",
                 f"--metrics-address={self.host}", f"--metrics-port={self.metrics_port}",
                 f"--exit-timeout-secs={self.exit_timeout_s}", f"--log-verbose={self.log_verbose}",
-                "--disable-auto-complete-config", "--allow-gpu-metrics=false", "--metrics-interval-ms=500"]
+                "--disable-auto-complete-config", "--metrics-interval-ms=500",
+                *([] if Path("/dev/nvidiactl").exists() else ["--allow-gpu-metrics=false"])]  # no NVML noise on CPU
 
     def start(self, ready_timeout_s: float = 300.0) -> "TritonServer":
         self.install = self.install or pytriton_install()
@@ -362,19 +364,32 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"optimus serve: {exc}", file=sys.stderr)
         return 2
+    if config.checkpoint is not None and not (config.checkpoint / "config.json").exists():
+        print(f"optimus serve: checkpoint: no checkpoint at {config.checkpoint} (give --checkpoint DIR)",
+              file=sys.stderr)
+        return 2
     install = system_install(args.tritonserver) if args.tritonserver else pytriton_install()
-    kind = "KIND_CPU" if config.device == "cpu" else None
+    # device "auto": KIND_AUTO, one engine per GPU; an explicit device: one engine that places itself
+    kind = None if config.device == "auto" else "KIND_CPU" if config.device == "cpu" else "KIND_MODEL"
     server = TritonServer(params, args.http_port, args.grpc_port, args.metrics_port, args.host,
                           args.exit_timeout_secs, install, kind, log_verbose=args.log_verbose)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    def interrupt(*_) -> None:
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM):  # while loading: start() stops the server and re-raises
+        signal.signal(sig, interrupt)
     started = time.monotonic()
     try:
         server.start()
     except (RuntimeError, TimeoutError) as exc:
         print(f"optimus serve: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("optimus serve: interrupted while loading", file=sys.stderr)
+        return 130
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     print(f"\nOptimus is serving (mode {config.mode}, checkpoint {config.checkpoint or config.shape}), "
           f"ready in {time.monotonic() - started:.1f} s:\n"
           f"  HTTP     {server.http_url}/v2/models/{MODEL_NAME}/generate[_stream]\n"

@@ -7,6 +7,7 @@ the embedded engine's); `optimus serve` itself is started once more to check shu
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -23,8 +24,10 @@ import tritonclient.grpc as grpcclient
 from client import grpc_stream, http
 from client.grpc_stream import GrpcStream, read_generation
 from client.result import Generation
-from optimus_backend.config import SamplingParams
-from optimus_backend.serve import KILL_GRACE_S, TritonServer, _child_pids, config_from_parameters, free_port
+from optimus_backend.config import ConfigError, EngineConfig, SamplingParams
+from optimus_backend.engine import Engine
+from optimus_backend.serve import (KILL_GRACE_S, MODEL_REPOSITORY, TritonServer, _child_pids, config_from_parameters,
+                                   config_to_parameters, free_port, render_config)
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -50,8 +53,6 @@ def server(tiny_checkpoint, tmp_path_factory):
 @pytest.fixture(scope="module")
 def engine(tiny_checkpoint):
     """The embedded engine with the server's settings: the expected outputs."""
-    from optimus_backend.engine import Engine
-
     e = Engine(config_from_parameters(server_parameters(tiny_checkpoint)))
     yield e
     e.shutdown()
@@ -94,6 +95,19 @@ def wait_for(condition, timeout_s: float = 10.0, period_s: float = 0.05) -> bool
             return True
         time.sleep(period_s)
     return False
+
+
+def test_config_parameters_round_trip_and_render():
+    config = EngineConfig(checkpoint=Path("/ckpt"), mode="chunk:4", max_running=7, tpot_slo_ms=50.0,
+                          prefix_kv_reuse=False)
+    assert config_from_parameters(config_to_parameters(config)) == config
+    assert config_from_parameters({"mode": "", "checkpoint": ""}) == EngineConfig()
+    with pytest.raises(ConfigError, match="max_running"):
+        config_from_parameters({"max_running": "many"})
+    text = render_config((MODEL_REPOSITORY / "optimus" / "config.pbtxt").read_text(),
+                         {"mode": "bd", "seed": "3"}, "KIND_CPU")
+    assert 'key: "mode" value: { string_value: "bd" }' in text and 'key: "seed"' in text
+    assert text.count('key: "mode"') == 1 and "kind: KIND_CPU" in text
 
 
 def test_grpc_stream_matches_embedded_engine(server, engine):
@@ -224,15 +238,16 @@ def test_optimus_serve_stops_within_bound_with_a_stream_open(tiny_checkpoint, tm
                             "--http-port", ports[0], "--grpc-port", ports[1],
                             "--metrics-port", ports[2], "--exit-timeout-secs", str(exit_timeout)],
                            stdout=log, stderr=subprocess.STDOUT)
-    stream = None
+    stream, triton_pids = None, []
     try:
-        url = f"http://127.0.0.1:{ports[0]}/v2/models/optimus/ready"
-        assert wait_for(lambda: _ready(url), 120, 0.2), (tmp_path / "serve.log").read_text()[-3000:]
+        serve_log = tmp_path / "serve.log"
+        assert wait_for(lambda: b"Ctrl-C stops the server" in serve_log.read_bytes(), 120, 0.2), \
+            serve_log.read_text(errors="replace")[-3000:]
         triton_pids = _child_pids(cli.pid)
         assert triton_pids
         triton_pids += [stub for pid in triton_pids for stub in _child_pids(pid)]
         stream = GrpcStream(f"127.0.0.1:{ports[1]}")
-        stream.send("hello", {"max_tokens": MAX_TOKENS_LIMIT, "ignore_eos": True})
+        stream.send(PROMPTS[0], {"max_tokens": MAX_TOKENS_LIMIT, "ignore_eos": True})
         next(stream.responses(timeout_s=60))
         started = time.monotonic()
         cli.send_signal(signal.SIGTERM)
@@ -245,6 +260,9 @@ def test_optimus_serve_stops_within_bound_with_a_stream_open(tiny_checkpoint, tm
         if cli.poll() is None:
             cli.kill()
             cli.wait()
+        for pid in triton_pids:  # only after a failure: the server and stubs this test started
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
         if stream is not None:
             stream.close(cancel=True)
         log.close()
@@ -254,13 +272,5 @@ def _alive(pid: int) -> bool:
     """Running (not a zombie: PID 1 of a container may never reap the stubs a killed server orphans)."""
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def _ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return resp.status == 200
     except OSError:
         return False
