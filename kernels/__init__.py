@@ -20,6 +20,7 @@ class Kernels:
     store_kv: Callable
     max_softmax: Callable
     lm_head_confidence: Callable
+    rms_norm: Callable
 
 
 def get_kernels(device: torch.device | str) -> Kernels:
@@ -27,9 +28,12 @@ def get_kernels(device: torch.device | str) -> Kernels:
     if torch.device(device).type == "cuda":
         from kernels.chunk_attention import chunk_attention, store_kv
         from kernels.confidence import lm_head_confidence, max_softmax
+        from kernels.rms_norm import rms_norm
 
-        return Kernels(chunk_attention, store_kv, max_softmax, lm_head_confidence)
+        return Kernels(chunk_attention, store_kv, max_softmax, lm_head_confidence, rms_norm)
     from kernels.chunk_attention_ref import chunk_attention_reference, store_kv_reference
     from kernels.confidence_ref import lm_head_confidence_reference, max_softmax_reference
+    from kernels.rms_norm_ref import rms_norm_reference
 
-    return Kernels(chunk_attention_reference, store_kv_reference, max_softmax_reference, lm_head_confidence_reference)
+    return Kernels(chunk_attention_reference, store_kv_reference, max_softmax_reference, lm_head_confidence_reference,
+                   rms_norm_reference)

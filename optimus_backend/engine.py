@@ -91,7 +91,9 @@ class Engine:
             cfg.block_size = config.block_size
         self.kv = PagedKVCache(cfg, self._num_pages(), config.page_size, self.device, self.dtype)
         fast = config.use_kernels and self.device.type == "cuda"
-        self.runner = StepRunner(self.model, self.kv, get_kernels(self.device if fast else "cpu"),
+        kernels = get_kernels(self.device if fast else "cpu")
+        self.model.use_rms_norm(kernels.rms_norm)
+        self.runner = StepRunner(self.model, self.kv, kernels,
                                  make_rule(config.decoding_rule),
                                  (config.max_running, config.graph_max_tokens) if fast and config.cuda_graphs else None)
         cost_model = load_cost_model(config, self) if self.mode.kind == "elastic" else None

@@ -1,24 +1,50 @@
 """Triton kernels under the CPU interpreter against their PyTorch references, and the references
 against a dense masked SDPA. Outputs and workspaces are poisoned (NaN) so unwritten elements show."""
 
-import importlib
+import importlib.util
 import os
 import sys
+from types import ModuleType
 
-os.environ["TRITON_INTERPRET"] = "1"  # read when a kernel is decorated, i.e. when its module is imported
-for _name in ("kernels.chunk_attention", "kernels.confidence"):
-    if _name in sys.modules:  # imported before the switch: decorate again for the interpreter
-        importlib.reload(sys.modules[_name])
+import pytest
+import torch
+import torch.nn.functional as F
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+from kernels import get_kernels
+from kernels.chunk_attention_ref import chunk_attention_reference, store_kv_reference
+from kernels.confidence_ref import lm_head_confidence_reference, max_softmax_reference
 
-from kernels import get_kernels  # noqa: E402
-from kernels.chunk_attention import chunk_attention, store_kv  # noqa: E402
-from kernels.chunk_attention_ref import chunk_attention_reference, store_kv_reference  # noqa: E402
-from kernels.confidence import lm_head_confidence, max_softmax  # noqa: E402
-from kernels.confidence_ref import lm_head_confidence_reference, max_softmax_reference  # noqa: E402
+
+def interpreted_copy(name: str) -> ModuleType:
+    """A private copy of a kernel module decorated for Triton's CPU interpreter, which reads
+    TRITON_INTERPRET when a kernel is decorated; sys.modules and the environment stay as they were,
+    so other tests (CUDA ones included) get the compiled kernels."""
+    previous = os.environ.get("TRITON_INTERPRET")
+    os.environ["TRITON_INTERPRET"] = "1"
+    try:
+        copy_name = f"{name}_interpreted"
+        spec = importlib.util.spec_from_file_location(copy_name, importlib.util.find_spec(name).origin)
+        module = sys.modules[copy_name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        if previous is None:
+            del os.environ["TRITON_INTERPRET"]
+        else:
+            os.environ["TRITON_INTERPRET"] = previous
+
+
+attention_kernels = interpreted_copy("kernels.chunk_attention")
+confidence_kernels = interpreted_copy("kernels.confidence")
+chunk_attention, store_kv = attention_kernels.chunk_attention, attention_kernels.store_kv
+lm_head_confidence, max_softmax = confidence_kernels.lm_head_confidence, confidence_kernels.max_softmax
+
+
+@pytest.fixture(autouse=True)
+def interpreter(monkeypatch):
+    """The wrappers read TRITON_INTERPRET at call time too (fp32 tiles under the interpreter)."""
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+
 
 TOLERANCE = {torch.bfloat16: 1e-2, torch.float16: 2e-3, torch.float32: 1e-4}
 
@@ -177,3 +203,19 @@ def test_cpu_dispatch_returns_references():
     kernels = get_kernels("cpu")
     assert kernels.chunk_attention is chunk_attention_reference and kernels.store_kv is store_kv_reference
     assert kernels.max_softmax is max_softmax_reference
+
+
+rms_norm_kernels = interpreted_copy("kernels.rms_norm")
+
+
+@pytest.mark.parametrize("dtype,tolerance", [(torch.float32, 1e-5), (torch.float16, 2e-3), (torch.bfloat16, 1e-2)])
+@pytest.mark.parametrize("shape", [(3, 64), (2, 5, 4, 16), (1, 100)])
+def test_rms_norm_matches_reference(dtype, tolerance, shape):
+    from kernels.rms_norm_ref import rms_norm_reference
+
+    x = (torch.randn(shape) * 3).to(dtype)
+    weight = (torch.rand(shape[-1]) + 0.5).to(dtype)
+    expected = rms_norm_reference(x, weight, 1e-6).float()
+    got = rms_norm_kernels.rms_norm(x, weight, 1e-6, out=torch.full_like(x, float("nan"))).float()
+    assert torch.isfinite(got).all()
+    assert float((got - expected).norm() / expected.norm()) < tolerance
