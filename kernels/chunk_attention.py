@@ -47,18 +47,18 @@ def _locate_tile(cu_seqlens_ptr, tile, num_requests, BLOCK_Q: tl.constexpr):
 
 
 @triton.jit
-def _attend(acc, row_max, row_sum, q, k, v, visible, scale_log2, UPCAST: tl.constexpr):
+def _attend(acc, row_max, row_sum, q, k, v, visible, scale_log2, UPCAST: tl.constexpr, PRECISION: tl.constexpr):
     """One online-softmax step of the [M, D] accumulator over a [N, D] key/value tile (base-2 logits)."""
     if UPCAST:
         k = k.to(tl.float32)
         v = v.to(tl.float32)
-    scores = tl.dot(q, tl.trans(k)) * scale_log2
+    scores = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale_log2
     scores = tl.where(visible, scores, float("-inf"))
     new_max = tl.maximum(row_max, tl.max(scores, 1))
     rescale = tl.exp2(row_max - new_max)
     probs = tl.exp2(scores - new_max[:, None])
     row_sum = row_sum * rescale + tl.sum(probs, 1)
-    acc = acc * rescale[:, None] + tl.dot(probs.to(v.dtype), v)
+    acc = acc * rescale[:, None] + tl.dot(probs.to(v.dtype), v, input_precision=PRECISION)
     return acc, new_max, row_sum
 
 
@@ -72,7 +72,7 @@ def _chunk_attention_kernel(
     stride_kc_page, stride_kc_slot, stride_kc_head, stride_vc_page, stride_vc_slot, stride_vc_head,
     stride_table,
     PAGE_SIZE: tl.constexpr, GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_Q: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT: tl.constexpr, UPCAST: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
     tile = tl.program_id(0)
     kv_head = tl.program_id(1)
@@ -118,7 +118,7 @@ def _chunk_attention_kernel(
         v_rows = page * stride_vc_page + slot * stride_vc_slot + kv_head * stride_vc_head
         k = tl.load(k_cache_ptr + k_rows[:, None] + d_offs[None, :], mask=in_split[:, None], other=0.0)
         v = tl.load(v_cache_ptr + v_rows[:, None] + d_offs[None, :], mask=in_split[:, None], other=0.0)
-        acc, row_max, row_sum = _attend(acc, row_max, row_sum, q, k, v, in_split[None, :], scale_log2, UPCAST)
+        acc, row_max, row_sum = _attend(acc, row_max, row_sum, q, k, v, in_split[None, :], scale_log2, UPCAST, PRECISION)
 
     if split == 0:
         for j_start in range(row_start, row_end, BLOCK_N):
@@ -130,7 +130,7 @@ def _chunk_attention_kernel(
                         mask=in_window[:, None], other=0.0)  # fmt: skip
             key_blocks = tl.load(positions_ptr + j, mask=in_window, other=0) // block_size
             visible = in_window[None, :] & (key_blocks[None, :] <= query_blocks[:, None])
-            acc, row_max, row_sum = _attend(acc, row_max, row_sum, q, k, v, visible, scale_log2, UPCAST)
+            acc, row_max, row_sum = _attend(acc, row_max, row_sum, q, k, v, visible, scale_log2, UPCAST, PRECISION)
 
     row_sum = tl.where(row_sum > 0, row_sum, 1.0)  # padded rows saw nothing and are not stored
     out = acc / row_sum[:, None]
@@ -219,7 +219,7 @@ def chunk_attention(
         k_cache.stride(0), k_cache.stride(1), k_cache.stride(2), v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
         page_table.stride(0),
         PAGE_SIZE=k_cache.shape[1], GROUP=group, HEAD_DIM=head_dim, BLOCK_Q=plan.block_q, BLOCK_M=triton.next_power_of_2(plan.block_q * group),
-        SPLIT=num_splits > 1, UPCAST=interpreting(),
+        SPLIT=num_splits > 1, UPCAST=interpreting(), PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
     )  # fmt: skip
     if num_splits > 1:
         _merge_splits_kernel[(num_tokens, num_q_heads)](
