@@ -18,13 +18,14 @@ import contextlib
 import datetime
 import gc
 import platform
+import signal
 import sys
 import time
 from pathlib import Path
 
 from tqdm import tqdm
 
-from optimus_backend.config import DEFAULT_AR_CHECKPOINT, PROJECT_ROOT, DecodingMode, EngineConfig, SamplingParams
+from optimus_backend.config import DEFAULT_AR_CHECKPOINT, PROJECT_ROOT, DecodingMode, EngineConfig
 from optimus_backend.engine_args import add_engine_arguments, engine_config_from_args
 
 from . import report
@@ -108,17 +109,17 @@ def _release_engine(engine) -> None:
 
 
 @contextlib.contextmanager
-def open_target(args: argparse.Namespace, config: EngineConfig, log_dir: Path):
-    """(target, engine or None): a tritonserver with its client pool, or the in-process engine."""
+def open_target(args: argparse.Namespace, config: EngineConfig, log_dir: Path, min_workers: int):
+    """A tritonserver with its pool of at least ``min_workers`` clients, or the in-process engine."""
     from optimus_backend.engine import Engine
 
-    from .targets import EngineTarget, TritonTarget
+    from .engine_target import EngineTarget
 
     if args.path == "in-process":
         engine = Engine(config)
         target = EngineTarget(engine)
         try:
-            yield target, engine
+            yield target
         finally:
             target.close()
             _release_engine(engine)
@@ -126,12 +127,15 @@ def open_target(args: argparse.Namespace, config: EngineConfig, log_dir: Path):
     from optimus_backend.model_setup import resolve_device
     from optimus_backend.serve import TritonServer, config_to_parameters
 
+    from .targets import TritonTarget
+
     kind = "KIND_CPU" if resolve_device(config)[0].type == "cpu" else None
     log = log_dir / f"triton-{config.mode.replace(':', '')}.log"
     with TritonServer(config_to_parameters(config), instance_kind=kind, log_path=log) as server:
-        target = TritonTarget(server.grpc_url, server.http_url, server.metrics_url, args.protocol, args.workers)
+        target = TritonTarget(server.grpc_url, server.http_url, server.metrics_url, args.protocol,
+                              max(args.workers, min_workers))
         try:
-            yield target, None
+            yield target
         finally:
             target.close()
 
@@ -144,23 +148,14 @@ def warm_up(target, prompts: list, params: dict) -> None:
 
 
 def bench_mode(args: argparse.Namespace, config: EngineConfig, prompts: list, spec: PointSpec, labels: dict,
-               rates: list[float], batches: list[int]) -> tuple[list[dict], list[dict]]:
-    """(sweep rows, offline rows) of one mode."""
-    params = SamplingParams.from_dict(dict(spec.params))
-    with open_target(args, config, args.out) as (target, engine):
+               rates: list[float], batches: list[int], deadline: float | None = None) -> tuple[list[dict], list[dict]]:
+    """(sweep rows, offline rows) of one mode; no rate point starts past ``deadline`` (time.monotonic)."""
+    with open_target(args, config, args.out, max(batches)) as target:
         warm_up(target, prompts, spec.params)
-        rows = [{**labels, "path": target.label, **row} for row in sweep(target, rates, spec, config.mode)]
-        if engine is not None:
-            offline = throughput_vs_batch(engine, prompts, params, batches)
-    if engine is None:
-        from optimus_backend.engine import Engine
-
-        engine = Engine(config)
-        try:
-            offline = throughput_vs_batch(engine, prompts, params, batches)
-        finally:
-            _release_engine(engine)
-    return rows, [{**labels, "path": "in-process", **row} for row in offline]
+        labels = {**labels, "path": target.label}
+        rows = [{**labels, **row} for row in sweep(target, rates, spec, config.mode, deadline)]
+        offline = [{**labels, **row} for row in throughput_vs_batch(target, prompts, spec.params, batches)]
+    return rows, offline
 
 
 def capacity_row(labels: dict, rows: list[dict], slo_ms: float) -> dict:
@@ -171,12 +166,12 @@ def capacity_row(labels: dict, rows: list[dict], slo_ms: float) -> dict:
 
 
 def write_outputs(out: Path, sweep_rows: list[dict], capacity: list[dict], offline: list[dict], slo_ms: float,
-                  title: str, preamble: str) -> None:
+                  title: str, preamble: str) -> str:
+    """CSV files, then plots and summary.md from them; returns the headline Markdown."""
     report.write_csv(sweep_rows, report.SWEEP_COLUMNS, out / "sweep.csv")
     report.write_csv(capacity, report.CAPACITY_COLUMNS, out / "capacity.csv")
     report.write_csv(offline, report.OFFLINE_COLUMNS, out / "offline.csv")
-    report.write_plots(sweep_rows, capacity, offline, slo_ms, title, out)
-    (out / "summary.md").write_text(preamble + "\n" + report.headline(sweep_rows, capacity, offline, slo_ms))
+    return report.render(out, slo_ms, title, preamble)
 
 
 def run_offline_table(args: argparse.Namespace, modes: list[str]) -> int:
@@ -187,6 +182,15 @@ def run_offline_table(args: argparse.Namespace, modes: list[str]) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    """SIGTERM unwinds like Ctrl-C while this runs, so every tritonserver it started is stopped (by PID)."""
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        return _run(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace) -> int:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     for mode in modes:
         DecodingMode.parse(mode)
@@ -217,7 +221,6 @@ def run(args: argparse.Namespace) -> int:
                 f"- request path: {sweep_rows[0]['path']}; replayed commit decisions: {base['replayed']}\n"
                 f"- max_tokens {args.max_tokens}, ignore_eos {args.ignore_eos}, {args.duration:g} s per rate point\n"
                 f"- settings: `{settings}`\n")
-    write_outputs(args.out, sweep_rows, capacity, offline, args.slo_ms, f"{model} on {base['card']}", preamble)
-    print(report.headline(sweep_rows, capacity, offline, args.slo_ms))
+    print(write_outputs(args.out, sweep_rows, capacity, offline, args.slo_ms, f"{model} on {base['card']}", preamble))
     print(f"optimus bench: results in {args.out}")
     return 0

@@ -67,15 +67,14 @@ def run_point(target, rate: float, spec: PointSpec) -> dict:
     return {"rate_rps": rate, **summarize(records, samples, spec.duration_s)}
 
 
-def rate_grid(start: float, factor: float, points: int) -> list[float]:
-    return [float(round(start * factor**i, 4)) for i in range(points)]
-
-
-def sweep(target, rates: list[float], spec: PointSpec, label: str) -> list[dict]:
-    """Rate points in increasing order until (and including) the first that breaks the SLO."""
+def sweep(target, rates: list[float], spec: PointSpec, label: str, deadline: float | None = None) -> list[dict]:
+    """Rate points in increasing order until (and including) the first that breaks the SLO; no point starts past
+    ``deadline`` (time.monotonic) when one is given."""
     rows = []
     bar = tqdm(rates, desc=f"sweep {label}", unit="rate")
     for rate in bar:
+        if deadline is not None and rows and time.monotonic() > deadline:
+            break
         row = run_point(target, rate, spec)
         row["slo_ok"] = meets_slo(row, spec.slo_ms)
         rows.append(row)

@@ -67,6 +67,7 @@ def summarize(records: list[RequestRecord], samples: list[dict], duration_s: flo
     span = (max(r.end for r in ok) - min(r.arrival for r in records)) if ok else float("nan")
     tokens = sum(r.output_tokens for r in ok)
     busy = [s for s in samples if s.get("running", 0) > 0]
+    chunks = [s["chunk"] for s in samples if s.get("chunk", 0) > 0]  # the latest step's c (it outlives the step)
     row = {
         "requests": len(records),
         "completed": len(ok),
@@ -79,7 +80,7 @@ def summarize(records: list[RequestRecord], samples: list[dict], duration_s: flo
         **_percentiles("ttft", [r.ttft for r in ok]),
         **_percentiles("tpot", [r.tpot for r in ok if r.tpot is not None]),
         **_percentiles("e2e", [r.e2e for r in ok]),
-        "mean_chunk": float(np.mean([s["chunk"] for s in busy])) if busy else float("nan"),
+        "mean_chunk": float(np.mean(chunks)) if chunks else float("nan"),
         "mean_running": float(np.mean([s["running"] for s in busy])) if busy else 0.0,
         "max_kv_pages_used": max((s.get("kv_pages_used", 0) for s in samples), default=0),
     }

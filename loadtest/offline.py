@@ -1,29 +1,42 @@
-"""Offline (closed) throughput vs batch size: b requests submitted at once to the in-process engine."""
+"""Offline (closed) throughput vs batch size: b requests started together through the target, run to completion."""
 
 from __future__ import annotations
 
+import threading
 import time
 
-from optimus_backend.config import SamplingParams
+from .driver import SAMPLE_PERIOD_S
+from .metrics import RequestRecord
+
+TIMEOUT_S = 600.0
 
 
-def measure_batch(engine, prompts: list, params: SamplingParams, batch: int) -> dict:
-    """Runs ``batch`` requests together to completion; output tokens/s, steps/s and mean chunk of the run."""
-    before = engine.stats()
+def measure_batch(target, prompts: list, params: dict, batch: int) -> dict:
+    """Output tokens/s of ``batch`` requests started at once, and the sampled mean chunk size meanwhile."""
+    chunks: list[float] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(SAMPLE_PERIOD_S):
+            chunk = target.stats().get("chunk", 0)
+            if chunk:
+                chunks.append(chunk)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     start = time.perf_counter()
-    handles = [engine.submit(prompts[i % len(prompts)], params) for i in range(batch)]
-    tokens = sum(handle.result()[1].num_output_tokens for handle in handles)
-    elapsed = time.perf_counter() - start
-    after = engine.stats()
-    steps = after["steps"] - before["steps"]
-    fed = after["total_fed"] - before["total_fed"]
-    committed = after["total_committed"] - before["total_committed"]
-    chunks = [record.chunk for record in list(engine.controller.history)[-steps:]] if steps else []
-    return {"batch": batch, "output_tokens": tokens, "seconds": elapsed, "tokens_per_s": tokens / elapsed,
-            "steps_per_s": steps / elapsed, "committed_per_fed": committed / max(fed, 1),
-            "mean_chunk": sum(chunks) / max(len(chunks), 1)}
+    records = [RequestRecord(arrival=start, deadline=start + TIMEOUT_S) for _ in range(batch)]
+    for i, record in enumerate(records):
+        target.start(prompts[i % len(prompts)], params, record)
+    for record in records:
+        record.done.wait(TIMEOUT_S + 5)
+    elapsed = max((r.end for r in records if r.end is not None), default=time.perf_counter()) - start
+    stop.set()
+    sampler.join()
+    tokens = sum(r.output_tokens for r in records if r.ok)
+    return {"batch": batch, "completed": sum(r.ok for r in records), "output_tokens": tokens, "seconds": elapsed,
+            "tokens_per_s": tokens / elapsed, "mean_chunk": sum(chunks) / len(chunks) if chunks else float("nan")}
 
 
-def throughput_vs_batch(engine, prompts: list, params: SamplingParams, batches: list[int]) -> list[dict]:
-    engine.generate(prompts[:1], SamplingParams(max_tokens=4, ignore_eos=True))  # warm-up
-    return [measure_batch(engine, prompts, params, b) for b in batches]
+def throughput_vs_batch(target, prompts: list, params: dict, batches: list[int]) -> list[dict]:
+    return [measure_batch(target, prompts, params, b) for b in batches]

@@ -20,8 +20,7 @@ SWEEP_COLUMNS = LABELS + [
     "e2e_p50_ms", "e2e_p90_ms", "e2e_p99_ms", "mean_chunk", "mean_running", "max_kv_pages_used", "slo_ok"]
 CAPACITY_COLUMNS = LABELS + ["slo_ms", "capacity_rps", "capacity_interp_rps", "max_rate_tested",
                              "max_throughput_tok_s"]
-OFFLINE_COLUMNS = LABELS + ["batch", "output_tokens", "seconds", "tokens_per_s", "steps_per_s",
-                            "committed_per_fed", "mean_chunk"]
+OFFLINE_COLUMNS = LABELS + ["batch", "completed", "output_tokens", "seconds", "tokens_per_s", "mean_chunk"]
 PLOTS = ["throughput_vs_rate.png", "tpot_p90_vs_rate.png", "chunk_vs_load.png", "slo_capacity.png",
          "offline_vs_batch.png"]
 BASELINES = {"ar": "AR", "bd": "BD"}
@@ -135,7 +134,7 @@ def headline(sweep: list[dict], capacity: list[dict], offline: list[dict], slo_m
     head = "| model | {} | elastic tok/s | elastic/AR | elastic/BD32 | elastic/best fixed (which) |\n|---|---|---|---|---|---|"
     parts = ["### Throughput ratios per offered load (open-loop sweep)", head.format("req/s"),
              *_ratios_by_level(sweep, "rate_rps", "throughput_tok_s"), "",
-             "### Throughput ratios per batch size (offline, in-process)", head.format("batch"),
+             "### Throughput ratios per batch size (offline: b requests at once)", head.format("batch"),
              *_ratios_by_level(offline, "batch", "tokens_per_s"), "",
              f"### SLO capacity (highest rate with P90 TPOT <= {slo_ms:g} ms, no failed or unfinished request)",
              "| model | mode | path | replayed | capacity req/s (grid) | interpolated | max tok/s |",
@@ -149,3 +148,31 @@ def headline(sweep: list[dict], capacity: list[dict], offline: list[dict], slo_m
         parts.append("SLO capacity ratios (interpolated): " + ", ".join(
             f"elastic/{m} {_ratio(caps['elastic'], caps[m])}" for m in caps if m != "elastic"))
     return "\n".join(parts) + "\n"
+
+
+def render(out: Path, slo_ms: float, title: str, preamble: str) -> str:
+    """Plots and summary.md from the CSV files in ``out``; returns the headline Markdown."""
+    sweep, capacity = read_csv(out / "sweep.csv"), read_csv(out / "capacity.csv")
+    offline = read_csv(out / "offline.csv")
+    write_plots(sweep, capacity, offline, slo_ms, title, out)
+    text = headline(sweep, capacity, offline, slo_ms)
+    (out / "summary.md").write_text(preamble + "\n" + text)
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Re-renders a result directory (e.g. CSVs fetched from a GPU run): python -m loadtest.report DIR."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--slo-ms", type=float, default=50.0)
+    parser.add_argument("--title", default="")
+    parser.add_argument("--preamble", default="", help="Markdown put before the headline in summary.md")
+    args = parser.parse_args(argv)
+    print(render(args.out, args.slo_ms, args.title or args.out.name, args.preamble))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

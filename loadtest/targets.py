@@ -1,6 +1,8 @@
-"""Request paths the benchmark drives: a Triton server (gRPC streaming or HTTP generate_stream) or the in-process
-engine. Each takes requests without blocking (``start``), completes their ``RequestRecord``, and reports the
-engine's state (``stats``: chunk, running, waiting, kv_pages_used) for the chunk-size-vs-load plots.
+"""The Triton request path of the benchmark: gRPC streaming or HTTP generate_stream (SSE) client workers.
+
+A target takes requests without blocking (``start``), completes their ``RequestRecord``, and reports the engine's
+state (``stats``: chunk, running, waiting, kv_pages_used) for the chunk-size-vs-load plots; engine_target.py is
+the in-process twin.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from .metrics import RequestRecord
 # Prometheus gauge of the Triton adapter -> stats key
 GAUGES = {"optimus_chunk_size": "chunk", "optimus_num_requests_running": "running",
           "optimus_num_requests_waiting": "waiting", "optimus_kv_pages_used": "kv_pages_used"}
-POLL_S = 0.002  # the in-process collector's poll period
 
 
 class TritonTarget:
@@ -87,71 +88,3 @@ class TritonTarget:
             self.jobs.put(None)
         for thread in self.threads:
             thread.join(timeout=30)
-
-
-class EngineTarget:
-    """The in-process engine behind the same interface, for machines where Triton can't run (rows are labelled
-    "in-process"). One collector thread polls every request's deltas, so hundreds of requests in flight add no
-    thread per request to the engine's process."""
-
-    label = "in-process"
-
-    def __init__(self, engine):
-        self.engine = engine
-        self.pending: list[list] = []  # [handle, record, first-token time]
-        self.lock = threading.Lock()
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._collect, daemon=True, name="bench-collector")
-        self.thread.start()
-
-    def start(self, prompt: str | list[int], params: dict, record: RequestRecord) -> None:
-        from optimus_backend.config import ConfigError, SamplingParams
-
-        try:
-            handle = self.engine.submit(prompt, SamplingParams.from_dict(dict(params)))
-        except ConfigError as exc:
-            record.finish(time.perf_counter(), 0, None, str(exc))
-            return
-        with self.lock:
-            self.pending.append([handle, record, None])
-
-    def _collect(self) -> None:
-        while not self.stopping.wait(POLL_S):
-            with self.lock:
-                items = list(self.pending)
-            done = set()
-            for item in items:
-                handle, record, _ = item
-                if self._drain(item):
-                    done.add(id(item))
-                elif time.perf_counter() > record.deadline:
-                    self.engine.abort(handle.request_id)
-                    record.give_up()
-                    done.add(id(item))
-            if done:
-                with self.lock:
-                    self.pending = [item for item in self.pending if id(item) not in done]
-
-    @staticmethod
-    def _drain(item: list) -> bool:
-        """Reads the request's new deltas; True once it finished."""
-        handle, record, _ = item
-        while True:
-            try:
-                delta = handle.deltas.get_nowait()
-            except queue.Empty:
-                return False
-            now = time.perf_counter()
-            if delta.token_ids and item[2] is None:
-                item[2] = now
-            if delta.finished:
-                error = "engine error" if delta.finish_reason == "error" else None
-                record.finish(now, delta.num_output_tokens, item[2], error)
-                return True
-
-    def stats(self) -> dict:
-        return self.engine.stats()
-
-    def close(self) -> None:
-        self.stopping.set()
-        self.thread.join(timeout=10)

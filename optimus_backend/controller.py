@@ -32,10 +32,11 @@ from .config import DecodingMode
 from .cost_model import CostModel
 
 HISTORY_LEN = 4096  # step records kept for metrics and plots
-EMA_ALPHA = 0.01  # weight of one request's observation in E[c]
+EMA_ALPHA = 0.003  # weight of one request's observation in E[c]
 FAST_ALPHA = 0.05  # the same for the surprise (observed / estimated E) that detects acceptance shifts
 MAX_STEP_WEIGHT = 0.25  # at most this weight for one step however large the batch (its requests are correlated)
-MIN_SAMPLES = 8  # requests behind an estimate before it bounds its neighbours
+MIN_SAMPLES = 32  # requests behind an estimate before it can veto the E[c]/c bound
+RATIO_SLACK = 0.15  # how far measured E[c]/c may rise with c before that bound is dropped
 MAX_AGE = 256  # steps without an observation after which E[c] is out of date
 DRIFT = 0.25  # how far the surprise may leave 1 before every estimate is out of date
 LATENCY_ALPHA = 0.05  # weight of one step in the measured / predicted step-time ratio
@@ -114,35 +115,36 @@ class ElasticController(ChunkController):
     def fresh(self) -> np.ndarray:
         return self.steps - self.seen <= self.max_age
 
-    def neighbour_bounds(self, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(most, least) E[c] can be for every c given the nearest ``known`` estimates strictly above and below,
-        assuming E is nondecreasing in c and E[c]/c nonincreasing."""
-        c, k, e = self.candidates.astype(float), self.candidates[known], self.estimate[known]
-        up = np.searchsorted(k, c, side="right")  # index of the nearest known c' > c
-        down = np.searchsorted(k, c, side="left") - 1  # index of the nearest known c' < c
-        has_up, has_down = up < len(k), down >= 0
-        e_up, k_up = np.where(has_up, e[np.minimum(up, len(k) - 1)] if len(k) else 0, np.inf), k[np.minimum(up, len(k) - 1)] if len(k) else c
-        e_down, k_down = np.where(has_down, e[np.maximum(down, 0)] if len(k) else 0, 0.0), k[np.maximum(down, 0)] if len(k) else c
-        high = np.minimum(c, np.minimum(e_up, np.where(has_down, e_down * c / k_down, np.inf)))
-        low = np.maximum(e_down, np.where(has_up, e_up * c / k_up, 0.0))
+    def neighbour_bounds(self, values: np.ndarray, known: np.ndarray, ratio: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(most, least) E[c] can be for every c given the nearest ``known`` values strictly above and below it,
+        assuming E is nondecreasing in c and, if ``ratio``, E[c]/c nonincreasing (no known neighbour: 0 to c)."""
+        c = self.candidates.astype(float)
+        k, e = c[known], values[known]
+        if not len(k):
+            return c, np.zeros_like(c)
+        up = np.minimum(np.searchsorted(k, c, side="right"), len(k) - 1)  # nearest known c' > c, if any
+        down = np.maximum(np.searchsorted(k, c, side="left") - 1, 0)  # nearest known c' < c, if any
+        has_up, has_down = k[up] > c, k[down] < c
+        high = np.minimum(c, np.where(has_up, e[up], np.inf))
+        low = np.where(has_down, e[down], 0.0)
+        if ratio:
+            high = np.minimum(high, np.where(has_down, e[down] * c / k[down], np.inf))
+            low = np.maximum(low, np.where(has_up, e[up] * c / k[up], 0.0))
         return high, np.minimum(low, high)
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        """(optimistic, pessimistic) E[c] used for decisions.
-
-        Reliable estimates (fresh, from at least ``MIN_SAMPLES`` requests) are used as they are, plus an optimism
-        that grows with their age toward what the neighbours allow; a fresh estimate from fewer requests is clipped
-        into what its reliable neighbours allow; an out-of-date c gets the whole allowed range.
-        """
+        """(optimistic, pessimistic) E[c] for decisions: the fresh estimates made nondecreasing in c (a weighted
+        isotonic fit, so an estimate from few requests yields to better-measured neighbours), and for the others
+        the most and the least E[c] can be given the nearest fresh ones. The E[c]/c bound is used only while the
+        well-measured estimates agree with it (within ``RATIO_SLACK``)."""
         fresh = self.fresh()
-        reliable = fresh & (self.weight >= MIN_SAMPLES)
-        high, low = self.neighbour_bounds(reliable)
-        age = np.clip((self.steps - self.seen) / self.max_age, 0.0, 1.0)
-        aged = self.estimate + np.maximum(high - self.estimate, 0.0) * np.where(fresh, age, 0.0)
-        clipped = np.clip(self.estimate, low, high)
-        optimistic = np.where(reliable, aged, np.where(fresh, clipped, high))
-        pessimistic = np.where(reliable, self.estimate, np.where(fresh, clipped, low))
-        return np.maximum(optimistic, 1e-6), pessimistic
+        values = self.estimate.copy()
+        values[fresh] = isotonic(self.estimate[fresh], self.weight[fresh])
+        measured = fresh & (self.weight >= MIN_SAMPLES)
+        per_token = values[measured] / self.candidates[measured]
+        ratio = bool(np.all(per_token[1:] <= per_token[:-1] * (1.0 + RATIO_SLACK)))
+        high, low = self.neighbour_bounds(values, fresh, ratio)
+        return np.maximum(np.where(fresh, values, high), 1e-6), np.where(fresh, values, low)
 
     def step_times(self, batch: int, prefix: float | None = None) -> np.ndarray:
         """Predicted T(batch, c) for every candidate, scaled by the measured / predicted ratio."""
@@ -182,7 +184,8 @@ class ElasticController(ChunkController):
         if self.weight[i] * FAST_ALPHA >= 1.0 and self.estimate[i] > 0:
             self.surprise += (1.0 - (1.0 - FAST_ALPHA) ** b) * (value / self.estimate[i] - self.surprise)
             if abs(self.surprise - 1.0) > self.drift:  # acceptance shifted: relearn every c
-                self.seen[:], self.weight[i], self.surprise = -np.inf, 0.0, 1.0
+                self.seen[:], self.surprise = -np.inf, 1.0
+                self.weight[i] = min(self.weight[i], 1.0 / FAST_ALPHA)  # keep it, but let it move fast
         # A running mean over the first 1/alpha requests, an EMA over requests after that.
         self.weight[i] += b
         step_weight = min(1.0 - (1.0 - self.ema_alpha) ** b, MAX_STEP_WEIGHT)
@@ -194,6 +197,19 @@ class ElasticController(ChunkController):
         if self.tpot_slo_ms is None or not self.fresh().any():
             return True
         return bool(np.any(self.step_times(running + 1) <= self.tpot_slo_ms * self.bounds()[1]))
+
+
+def isotonic(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The weighted least-squares nondecreasing fit of ``values`` (pool adjacent violators)."""
+    blocks: list[list[float]] = []  # [mean, weight, count]
+    for value, weight in zip(values.tolist(), np.maximum(weights, 1e-9).tolist()):
+        blocks.append([value, weight, 1])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            mean, weight, count = blocks.pop()
+            last = blocks[-1]
+            total = last[1] + weight
+            last[0], last[1], last[2] = (last[0] * last[1] + mean * weight) / total, total, last[2] + count
+    return np.array([mean for mean, _, count in blocks for _ in range(count)])
 
 
 def controller_for(mode: DecodingMode, block_size: int, cost_model: CostModel | None = None,

@@ -1,13 +1,14 @@
 """The replay decoding rule: commit decisions drawn from acceptance statistics recorded with a real model.
 
 Latency does not depend on weight values, acceptance does. Random-weight models of a large shape decode with this
-rule (``decoding_rule="replay:<stats.json>"``) so that each step commits as many slots as the recorded model would:
-k is drawn from the recorded distribution of committed slots given m visible (scored) MASK slots, clamped to
-[1, m], and the k leftmost scored slots are committed (trained block-diffusion models commit mostly next to the
-committed prefix; the recorder reports how often that held).
+rule (``decoding_rule="replay:<stats.json>"``) so that each step commits what the recorded model would: with m
+visible (scored) MASK slots, k is drawn from the recorded P(k | m) (clamped to [1, m]), and the k slots are drawn
+without replacement with weights proportional to how often the recorded model committed each slot index at that m
+(trained models commit mostly next to the committed prefix, which decides how far the window slides). An m that
+was never recorded uses the nearest recorded one below it (slots beyond it get a small weight).
 
-Stats file: ``loadtest/record.py`` writes it; the key read here is ``committed_per_visible`` ({m: {k: count}}),
-in the histogram format of ``acceptance.py``.
+Stats file: ``loadtest/record.py`` writes it; the keys read here are ``committed_per_visible`` ({m: {k: count}},
+acceptance.py's histogram format) and ``commit_positions_per_visible`` ({m: [commits at slot i]}).
 """
 
 from __future__ import annotations
@@ -21,28 +22,36 @@ from .acceptance import AcceptanceStats
 from .config import ConfigError
 
 SEED = 0
-
-
-def load_visible_stats(path: str | Path) -> AcceptanceStats:
-    """The per-m distribution of committed slots (m = visible MASK slots) from a recorded stats file."""
-    try:
-        data = json.loads(Path(path).read_text())
-        return AcceptanceStats.from_json({"block_size": data["block_size"], "source": data.get("source", ""),
-                                          "committed_per_step": data["committed_per_visible"]})
-    except (OSError, KeyError, ValueError) as exc:
-        raise ConfigError(f"decoding_rule: cannot read replay statistics {str(path)!r} ({exc})") from None
+UNSEEN_SLOT_WEIGHT = 1e-3  # relative weight of a slot index the recorded model never committed at this m
 
 
 class ReplayRule:
-    """Commits the k leftmost scored slots, k ~ recorded P(k | m visible), whatever the confidences."""
+    """Commits k ~ recorded P(k | m) of the m scored slots, at recorded slot frequencies, whatever the confidences."""
 
     def __init__(self, path: str):
-        self.stats = load_visible_stats(path)
+        try:
+            data = json.loads(Path(path).read_text())
+            self.stats = AcceptanceStats.from_json({"block_size": data["block_size"],
+                                                    "committed_per_step": data["committed_per_visible"]})
+            positions = data["commit_positions_per_visible"]
+        except (OSError, KeyError, ValueError) as exc:
+            raise ConfigError(f"decoding_rule: cannot read replay statistics {path!r} ({exc})") from None
+        self.positions = {int(m): np.asarray(counts, float) for m, counts in positions.items()}
         self.rng = np.random.default_rng(SEED)
+        self._weights: dict[int, np.ndarray] = {}
+
+    def weights(self, m: int) -> np.ndarray:
+        """Selection probabilities of the m slot indices."""
+        if m not in self._weights:
+            known = [r for r in self.positions if r <= m] or [min(self.positions)]
+            counts = self.positions[max(known)][:m]
+            w = np.pad(counts / max(counts.max(), 1.0), (0, m - len(counts))) + UNSEEN_SLOT_WEIGHT
+            self._weights[m] = w / w.sum()
+        return self._weights[m]
 
     def select(self, confidence: list[float], threshold: float) -> list[int]:
         m = len(confidence)
         if m == 0:
             return []
-        k = int(self.stats.sample(m, 1, self.rng)[0])
-        return list(range(min(max(k, 1), m)))
+        k = min(max(int(self.stats.sample(m, 1, self.rng)[0]), 1), m)
+        return sorted(self.rng.choice(m, size=k, replace=False, p=self.weights(m)).tolist())

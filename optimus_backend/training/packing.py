@@ -74,7 +74,7 @@ def pack(tokens: np.ndarray, prompt_len: np.ndarray, length: np.ndarray, kind: s
     seeded random order, in rows of ``row_len`` tokens."""
     if kind == "bd" and row_len % block:
         raise ValueError(f"row_len: {row_len} is not a multiple of the block size {block}")
-    length = length.astype(np.int64)
+    tokens, length = tokens.astype(np.int64), length.astype(np.int64)
     order = np.random.default_rng(seed).permutation(len(length))
     offset, prompt, length = (np.cumsum(length) - length)[order], prompt_len[order].astype(np.int64), length[order]
     if kind == "bd":

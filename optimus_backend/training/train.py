@@ -12,21 +12,19 @@ FlexAttention with a block mask, under bf16 autocast and torch.compile; on CPU a
 from __future__ import annotations
 
 import argparse
-import functools
 import io
 import json
 import lzma
 import math
 import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..checkpoint import load_checkpoint, save_checkpoint
+from ..checkpoint import save_checkpoint
 from ..model import AttentionFn, ModelConfig, Transformer, dense_mask_attention
 from ..tokenizer import Tokenizer
 from .data import TRAIN_FILE
@@ -95,15 +93,14 @@ class FlexMask:
                            _compile=True)
 
 
-def flex_attention_fn(block_mask, kernel=None) -> AttentionFn:
-    """FlexAttention with ``block_mask``; ``kernel`` is a compiled flex_attention when the step runs eagerly."""
+def flex_attention_fn(block_mask) -> AttentionFn:
+    """FlexAttention with ``block_mask`` (compiled as part of the whole training step)."""
     from torch.nn.attention.flex_attention import flex_attention
-
-    kernel = kernel or flex_attention
 
     def attend(layer: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         q, k = q.to(v.dtype), k.to(v.dtype)
-        out = kernel(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), block_mask=block_mask, enable_gqa=True)
+        out = flex_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), block_mask=block_mask,
+                             enable_gqa=True)
         return out.transpose(1, 2)
 
     return attend
@@ -114,15 +111,8 @@ def loss_of(model: Transformer, inputs: Tensor, pos: Tensor, labels: Tensor, att
     return F.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1), ignore_index=-100)
 
 
-def flex_loss(model: Transformer, inputs: Tensor, pos: Tensor, labels: Tensor, block_mask, kernel=None) -> Tensor:
-    return loss_of(model, inputs, pos, labels, flex_attention_fn(block_mask, kernel))
-
-
-def eager_flex_loss() -> Callable:
-    """The fallback when compiling the whole step fails: eager model, compiled attention kernel only."""
-    from torch.nn.attention.flex_attention import flex_attention
-
-    return functools.partial(flex_loss, kernel=torch.compile(flex_attention))
+def flex_loss(model: Transformer, inputs: Tensor, pos: Tensor, labels: Tensor, block_mask) -> Tensor:
+    return loss_of(model, inputs, pos, labels, flex_attention_fn(block_mask))
 
 
 class Schedule:
@@ -156,12 +146,9 @@ def train(args: argparse.Namespace) -> dict:
     torch.manual_seed(args.seed)
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     cuda = device.type == "cuda"
-    use_flex = args.attention == "flex" or (args.attention == "auto" and cuda)
     tokenizer = Tokenizer(args.data)
     model = Transformer(model_config(args.kind, args.shape, tokenizer))
     init_weights(model)
-    if args.init is not None:
-        model.load_state_dict(load_checkpoint(args.init)[0].state_dict())
     model.to(device)
     packed = load_packed(args.data, args.kind, args.row_len, model.config.pad_token_id, args.seed).to(device)
     params = sum(p.numel() for p in model.parameters())
@@ -172,8 +159,8 @@ def train(args: argparse.Namespace) -> dict:
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}],
                             lr=args.lr, betas=(0.9, 0.95), fused=cuda)
     generator = torch.Generator(device=device).manual_seed(args.seed)
-    flex = FlexMask(args.rows, args.row_len, device) if use_flex else None
-    step_loss = torch.compile(flex_loss) if use_flex else None
+    flex = FlexMask(args.rows, args.row_len, device) if cuda else None
+    step_loss = torch.compile(flex_loss) if cuda else None
     mask_id = model.config.mask_token_id
     schedule, step, history, losses, timer = Schedule(args, start), 0, [], [], None
     while schedule.progress(step) < 1.0:
@@ -183,16 +170,8 @@ def train(args: argparse.Namespace) -> dict:
         rows = torch.randint(packed.ids.shape[0], (args.rows,), device=device, generator=generator)
         batch = draw(packed, rows, args.kind, BLOCK_SIZE, mask_id, generator)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-            if use_flex:
-                block_mask = flex.block_mask(batch)
-                try:
-                    loss = step_loss(model, batch.inputs, batch.pos, batch.labels, block_mask)
-                except Exception as exc:  # noqa: BLE001 - a torch.compile failure on the first step
-                    if step:
-                        raise
-                    print(f"compiling the whole step failed ({exc!r:.300}); compiling attention only", flush=True)
-                    step_loss = eager_flex_loss()
-                    loss = step_loss(model, batch.inputs, batch.pos, batch.labels, block_mask)
+            if cuda:
+                loss = step_loss(model, batch.inputs, batch.pos, batch.labels, flex.block_mask(batch))
             else:
                 attention = dense_mask_attention(dense_mask(batch))
                 loss = loss_of(model, batch.inputs, batch.pos, batch.labels, attention)
@@ -206,7 +185,8 @@ def train(args: argparse.Namespace) -> dict:
             schedule.first_done = time.time()
             print(f"first step (compile) done at {schedule.first_done - start:.1f}s", flush=True)
         if step == args.warmup_timing:
-            torch.cuda.synchronize() if cuda else None
+            if cuda:
+                torch.cuda.synchronize()
             timer = (time.time(), step)
         if step % args.log_every == 0:
             rate = (step - timer[1]) / (time.time() - timer[0]) if timer and step > timer[1] else None
@@ -239,10 +219,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=0, help="stop after this many steps (0: no limit)")
     parser.add_argument("--time-budget", type=float, default=0.0,
                         help="stop this many wall seconds after start, setup included (0: no limit)")
-    parser.add_argument("--init", type=Path, default=None, help="start from this checkpoint's weights")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--attention", choices=("auto", "flex", "dense"), default="auto",
-                        help="auto: compiled FlexAttention on CUDA, a dense bool mask on CPU")
+    parser.add_argument("--device", default="auto", help="auto: cuda when available (FlexAttention, bf16, "
+                        "torch.compile), else cpu (dense mask, float32)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--log-every", type=int, default=100)
     parser.add_argument("--warmup-timing", type=int, default=20, help="steps excluded from steps/s")

@@ -1,0 +1,147 @@
+"""The load-test suite: a ~20-second `optimus bench` sweep against real tritonservers (every mode, every column,
+every plot), a headless Locust run of both users, and the pieces (arrival shapes, summaries, replay rule, the
+in-process path, the acceptance recorder). No performance number is asserted.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from loadtest import report
+from loadtest.driver import PointSpec, interpolated_capacity, run_point, slo_capacity
+from loadtest.metrics import RequestRecord, meets_slo, summarize
+from loadtest.shapes import Arrivals, parse
+from optimus_backend.cli import main as optimus
+from optimus_backend.config import EngineConfig, SamplingParams
+from optimus_backend.decoding import make_rule
+from optimus_backend.serve import TritonServer
+
+ROOT = Path(__file__).resolve().parent.parent
+MODES = ["ar", "bd", "chunk:4", "chunk:8", "chunk:16", "elastic"]
+BATCHES = [1, 3]
+
+
+def read(path: Path) -> tuple[list[str], list[dict]]:
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        return reader.fieldnames, list(reader)
+
+
+@pytest.mark.timeout(240)
+def test_bench_sweep_report_is_complete(tiny_checkpoint, tiny_ar_checkpoint, tmp_path):
+    out = tmp_path / "bench"
+    code = optimus(["bench", "--checkpoint", str(tiny_checkpoint), "--ar-checkpoint", str(tiny_ar_checkpoint),
+                    "--device", "cpu", "--modes", ",".join(MODES), "--rates", "2,6", "--duration", "1.5",
+                    "--drain", "30", "--max-tokens", "12", "--ignore-eos", "--prompts-per-task", "2",
+                    "--batches", ",".join(map(str, BATCHES)), "--workers", "8", "--out", str(out)])
+    assert code == 0
+    columns, sweep = read(out / "sweep.csv")
+    assert columns == report.SWEEP_COLUMNS
+    assert [m for m in dict.fromkeys(r["mode"] for r in sweep)] == MODES
+    for row in sweep:
+        assert all(row[c] != "" for c in columns), row
+        assert row["path"] == "triton-grpc" and row["replayed"] == "no" and row["failed"] == "0"
+        assert all(math.isfinite(float(row[c])) for c in columns if c.endswith("_ms") or c == "mean_chunk")
+    columns, capacity = read(out / "capacity.csv")
+    assert columns == report.CAPACITY_COLUMNS and [r["mode"] for r in capacity] == MODES
+    columns, offline = read(out / "offline.csv")
+    assert columns == report.OFFLINE_COLUMNS
+    assert [(r["mode"], int(r["batch"])) for r in offline] == [(m, b) for m in MODES for b in BATCHES]
+    for plot in report.PLOTS:
+        assert (out / plot).stat().st_size > 1000, plot
+    summary = (out / "summary.md").read_text()
+    assert "SLO capacity" in summary and "elastic/AR" in summary and "| elastic |" in summary
+
+
+@pytest.mark.timeout(120)
+def test_locust_headless_writes_csv(tiny_checkpoint, tmp_path):
+    params = {"checkpoint": str(tiny_checkpoint), "mode": "bd", "device": "cpu"}
+    with TritonServer(params, instance_kind="KIND_CPU", log_path=tmp_path / "triton.log") as server:
+        run = subprocess.run(
+            [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtest" / "locustfile.py"), "--headless",
+             "--host", server.http_url, "--grpc-url", server.grpc_url, "--checkpoint", str(tiny_checkpoint),
+             "--prompts-per-task", "2", "--schedule", "2@2,2~4", "--max-tokens", "8", "--ignore-eos",
+             "--max-in-flight", "12", "--csv", str(tmp_path / "locust"), "--only-summary",
+             "GrpcStreamUser", "HttpStreamUser"], cwd=ROOT, capture_output=True, text=True, timeout=100)
+    assert run.returncode == 0, run.stderr[-3000:]
+    _, stats = read(tmp_path / "locust_stats.csv")
+    names = {(r["Type"], r["Name"]) for r in stats}
+    for protocol in ("grpc", "http-sse"):
+        assert {(protocol, "TTFT"), (protocol, "TPOT"), (protocol, "E2E")} <= names
+    assert all(r["Failure Count"] == "0" for r in stats)
+
+
+def test_schedules_constant_steps_and_ramps():
+    steady = Arrivals(parse("100@2")).times
+    assert len(steady) == pytest.approx(200, rel=0.25) and np.all(np.diff(steady) >= 0)
+    stepped = Arrivals(parse("50@1,50@4")).times
+    assert np.sum(stepped >= 50) > 2 * np.sum(stepped < 50)
+    ramp = parse("100~4")
+    assert ramp.rate(0.0) == 0.0 and ramp.rate(50.0) == pytest.approx(2.0) and ramp.duration == 100
+    assert np.array_equal(Arrivals(parse("10@3")).times, Arrivals(parse("10@3")).times)  # seeded: same for all modes
+
+
+def _record(arrival: float, first: float, end: float, tokens: int) -> RequestRecord:
+    record = RequestRecord(arrival=arrival, deadline=arrival + 100)
+    record.finish(end, tokens, first)
+    return record
+
+
+def test_summary_capacity_and_slo():
+    records = [_record(t, t + 0.1, t + 0.1 + 0.02 * 9, 10) for t in np.arange(0.0, 1.0, 0.1)]
+    row = {"rate_rps": 10.0, **summarize(records, [{"chunk": 4, "running": 2, "kv_pages_used": 3}], 1.0)}
+    assert row["completed"] == 10 and row["tpot_p90_ms"] == pytest.approx(20.0)
+    assert row["ttft_p50_ms"] == pytest.approx(100.0) and row["mean_chunk"] == 4
+    assert meets_slo(row, 50.0) and not meets_slo(row, 10.0)
+    late = RequestRecord(arrival=0.0, deadline=1.0)
+    late.give_up()
+    assert not meets_slo(summarize(records + [late], [], 1.0), 50.0)
+    rows = [{"rate_rps": 1.0, "tpot_p90_ms": 30.0, "slo_ok": True},
+            {"rate_rps": 4.0, "tpot_p90_ms": 70.0, "slo_ok": False}]
+    assert slo_capacity(rows) == 1.0 and interpolated_capacity(rows, 50.0) == pytest.approx(2.0)
+
+
+def test_replay_rule_follows_the_recorded_statistics(tmp_path):
+    stats = {"block_size": 8, "committed_per_visible": {"1": {"1": 5}, "4": {"1": 1, "3": 3}},
+             "commit_positions_per_visible": {"1": [5], "4": [4, 3, 3, 0]}}
+    path = tmp_path / "stats.json"
+    path.write_text(json.dumps(stats))
+    rule = make_rule(f"replay:{path}")
+    picks = [rule.select([0.0] * 4, 0.9) for _ in range(400)]
+    assert all(p == sorted(set(p)) and 1 <= len(p) <= 4 for p in picks)
+    assert np.mean([len(p) for p in picks]) == pytest.approx(2.5, abs=0.25)
+    assert sum(3 in p for p in picks) < 0.1 * len(picks)  # slot 3 was never committed at m = 4
+    assert all(1 <= len(rule.select([0.0] * m, 0.9)) <= m for m in (1, 2, 7, 12))  # unrecorded m: clamped
+
+
+def test_recorder_and_in_process_path_with_replay(tiny_checkpoint, tmp_path):
+    from loadtest.engine_target import EngineTarget
+    from loadtest.record import main as record
+    from optimus_backend.engine import Engine
+
+    stats = tmp_path / "acceptance.json"
+    assert record(["--checkpoint", str(tiny_checkpoint), "--modes", "chunk:4", "--prompts-per-task", "1",
+                   "--max-tokens", "8", "--out", str(stats)]) == 0
+    data = json.loads(stats.read_text())
+    assert data["request_steps"] > 0 and "4" in data["committed_per_step"]
+    engine = Engine(EngineConfig(checkpoint=tiny_checkpoint, mode="chunk:4", device="cpu",
+                                 decoding_rule=f"replay:{stats}"))
+    target = EngineTarget(engine)
+    try:
+        spec = PointSpec(["the quick brown fox", "to be or not"], {"max_tokens": 8, "ignore_eos": True}, 1.0, 20.0,
+                         50.0)
+        row = run_point(target, 5.0, spec)
+        assert row["completed"] == row["requests"] > 0 and row["output_tokens"] == 8 * row["completed"]
+        assert set(report.SWEEP_COLUMNS) - set(row) <= set(report.LABELS) | {"slo_ok"}
+        assert engine.generate(["stop here"], SamplingParams(max_tokens=6, ignore_eos=True))[0] is not None
+    finally:
+        target.close()
+        engine.shutdown()
