@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import datetime
 import gc
+import os
 import platform
 import signal
 import sys
@@ -35,7 +36,7 @@ from .offline import throughput_vs_batch
 from .workload import chat_prompts, token_prompts
 
 MODES = "ar,bd,chunk:4,chunk:8,chunk:16,elastic"
-WARMUP_REQUESTS = 2
+WARMUP_TOKENS = 8
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -95,14 +96,12 @@ def card(config: EngineConfig) -> str:
         return torch.cuda.get_device_name(device)
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), platform.processor() or "cpu")
-    return f"CPU: {model} x{torch.get_num_threads()} threads"
+    return f"CPU: {model}, {os.cpu_count()} cores"
 
 
-def _release_engine(engine) -> None:
+def _free_device_memory() -> None:
     import torch
 
-    engine.shutdown()
-    del engine
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -122,7 +121,9 @@ def open_target(args: argparse.Namespace, config: EngineConfig, log_dir: Path, m
             yield target
         finally:
             target.close()
-            _release_engine(engine)
+            engine.shutdown()
+            del target, engine  # the next mode's engine needs this one's GPU memory
+            _free_device_memory()
         return
     from optimus_backend.model_setup import resolve_device
     from optimus_backend.serve import TritonServer, config_to_parameters
@@ -140,18 +141,23 @@ def open_target(args: argparse.Namespace, config: EngineConfig, log_dir: Path, m
             target.close()
 
 
-def warm_up(target, prompts: list, params: dict) -> None:
-    for prompt in prompts[:WARMUP_REQUESTS]:
-        record = RequestRecord(arrival=time.perf_counter(), deadline=time.perf_counter() + 300)
-        target.start(prompt, params, record)
-        record.done.wait(310)
+def warm_up(target, prompts: list, params: dict, batch: int) -> None:
+    """Two single requests, then ``batch`` at once with a few tokens: first-use costs (CUDA graph captures,
+    kernel compilation, the elastic profile) stay out of the measured points."""
+    short = {**params, "max_tokens": min(params["max_tokens"], WARMUP_TOKENS)}
+    for group in ([prompts[0]], [prompts[-1]], [prompts[i % len(prompts)] for i in range(batch)]):
+        records = [RequestRecord(arrival=time.perf_counter(), deadline=time.perf_counter() + 300) for _ in group]
+        for prompt, record in zip(group, records):
+            target.start(prompt, short, record)
+        for record in records:
+            record.done.wait(310)
 
 
 def bench_mode(args: argparse.Namespace, config: EngineConfig, prompts: list, spec: PointSpec, labels: dict,
                rates: list[float], batches: list[int], deadline: float | None = None) -> tuple[list[dict], list[dict]]:
     """(sweep rows, offline rows) of one mode; no rate point starts past ``deadline`` (time.monotonic)."""
     with open_target(args, config, args.out, max(batches)) as target:
-        warm_up(target, prompts, spec.params)
+        warm_up(target, prompts, spec.params, max(batches))
         labels = {**labels, "path": target.label}
         rows = [{**labels, **row} for row in sweep(target, rates, spec, config.mode, deadline)]
         offline = [{**labels, **row} for row in throughput_vs_batch(target, prompts, spec.params, batches)]

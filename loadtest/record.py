@@ -4,7 +4,9 @@ Every decoding step of every request is recorded as (m visible MASK slots scored
 decodes held-out eval problems in each fixed-chunk mode. Output JSON, in acceptance.py's histogram format:
 ``committed_per_step`` ({c: {k: count}}, per chunk size; bd counts as c = B) for the simulator, and
 ``committed_per_visible`` ({m: {k: count}}) and ``commit_positions_per_visible`` ({m: [commits at slot i]}) for
-the replay rule, plus how often the committed slots were exactly the leftmost k.
+the replay rule, plus how often the committed slots were exactly the leftmost k. Only content counts: slots past
+the request's EOS (which a trained model fills with confident padding, many at a time) are left out, so m and k
+are the visible and committed MASKs at or before the EOS.
 
     python -m loadtest.record --checkpoint models/optimus-tiny --out docs/benchmarks/acceptance.json
     python -m loadtest.record --synthetic --out docs/benchmarks/acceptance-synthetic.json   # no model needed
@@ -29,6 +31,7 @@ from .workload import chat_prompts
 MODES = "bd,chunk:4,chunk:8,chunk:16"
 SYNTHETIC_P, SYNTHETIC_Q = 0.9, 0.82  # acceptance.synthetic's model: ~4-5 commits per BD-32 step
 SYNTHETIC_DRAWS = 4000
+MIN_SAMPLES = 20  # an m with fewer recorded steps is left out (replay uses the largest kept m), unless all are
 
 
 class RecordingRule:
@@ -45,16 +48,45 @@ class RecordingRule:
         return chosen
 
 
+def content_samples(calls: list[tuple[int, list[int]]], max_tokens: int, content_end: int) -> list[tuple]:
+    """One request's rule calls restricted to its content (the output up to and including EOS).
+
+    Call j scored the m first still-masked generated positions (everything left of a window is committed, and
+    a window scores the masks of the first unfinished block in order). Replaying the calls over the positions
+    gives, per call, (m' content positions scored, indices among them committed, positions committed)."""
+    masked = list(range(max_tokens))
+    out = []
+    for m, chosen in calls:
+        scored = masked[:m]
+        committed = {scored[i] for i in chosen}
+        content = [p for p in scored if p < content_end]
+        if content:
+            out.append((len(content), [i for i, p in enumerate(content) if p in committed], committed))
+        masked = [p for p in masked if p not in committed]
+    return out
+
+
 def record_mode(config: EngineConfig, prompts: list[str], params: SamplingParams) -> tuple[int, list]:
-    """(block size, samples) of one mode over every prompt (submitted together; BD commits don't depend on b)."""
+    """(block size, content samples) of one mode; requests run one at a time so that the rule's calls belong
+    to one request (BD commits don't depend on the batch)."""
     from optimus_backend.engine import Engine
 
     engine = Engine(config)
     try:
         recorder = RecordingRule(engine.runner.rule)
         engine.runner.rule = recorder  # the runner calls its rule once per request-step: observe it there
-        engine.generate(prompts, params)
-        return engine.model.config.block_size, recorder.samples
+        samples = []
+        for prompt in prompts:
+            recorder.samples = []
+            handle = engine.submit(prompt, params)
+            _, final = handle.result()
+            end = final.num_output_tokens + 1 if final.finish_reason == "stop" else params.max_tokens
+            request_samples = content_samples(recorder.samples, params.max_tokens, end)
+            seen = set().union(*(committed for *_, committed in request_samples)) if request_samples else set()
+            expected = {p - handle.request.prompt_len for p in handle.request.commit_steps}
+            assert seen <= expected, "the rule's calls do not replay onto the request's commits"
+            samples += [(m, chosen) for m, chosen, _ in request_samples]
+        return engine.model.config.block_size, samples
     finally:
         engine.shutdown()
 
@@ -82,13 +114,15 @@ def record(checkpoint: Path, modes: list[str], prompts: list[str], params: Sampl
             leftmost += chosen == list(range(len(chosen)))
             total += 1
         means[mode] = sum(len(chosen) for _, chosen in samples) / max(len(samples), 1)
+    kept = [m for m in sorted(per_visible) if sum(per_visible[m].values()) >= MIN_SAMPLES] or sorted(per_visible)
     return {
         "block_size": block_size,
         "source": f"recorded: {checkpoint.name}, {len(prompts)} held-out prompts, modes {','.join(modes)}, "
                   f"threshold {params.threshold}, max_tokens {params.max_tokens}",
         "committed_per_step": {str(c): histogram(per_chunk[c]) for c in sorted(per_chunk)},
-        "committed_per_visible": {str(m): histogram(per_visible[m]) for m in sorted(per_visible)},
-        "commit_positions_per_visible": {str(m): positions[m].tolist() for m in sorted(positions)},
+        "committed_per_visible": {str(m): histogram(per_visible[m]) for m in kept},
+        "commit_positions_per_visible": {str(m): positions[m].tolist() for m in kept},
+        "sparse_m_left_out": {str(m): sum(per_visible[m].values()) for m in sorted(per_visible) if m not in kept},
         "mean_committed_per_step": means,
         "leftmost_fraction": leftmost / max(total, 1),
         "request_steps": total,

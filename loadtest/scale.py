@@ -1,15 +1,20 @@
 """Scale runs on a GPU inside one time budget: for each random-weight shape, the rate sweep and offline
 throughput of every mode on the in-process engine with commit decisions replayed from recorded acceptance
-statistics, then the Hugging Face transformers AR peer on the same shape. Writes CSV only (the GPU image may lack
-matplotlib): render plots and summaries afterwards with ``python -m loadtest.report DIR``.
+statistics; then the Hugging Face transformers AR peer on the same shapes.
 
-    python -m loadtest.scale --replay docs/benchmarks/acceptance.json --out $OUT/scale --budget-s 300
+Writes few flat files (the device tool returns at most 8): ``sweep.csv``, ``capacity.csv``, ``offline.csv``,
+``hf.csv`` (every shape, a ``model`` column each), ``meta.json`` and ``scale.log``, rewritten after every mode so
+a run cut short keeps what it measured. No plots (the GPU image may lack matplotlib): split by model and render
+with ``python -m loadtest.report DIR`` afterwards.
+
+    python -m loadtest.scale --replay docs/benchmarks/acceptance-optimus-tiny.json --out $OUT --budget-s 440
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import gc
 import json
 import time
 import traceback
@@ -20,93 +25,110 @@ from .driver import PointSpec
 from .workload import token_prompts
 
 SHAPES = "qwen3-8b,qwen3-1.7b"
-HF_SHARE = 0.2  # of each shape's budget kept for the HF peer
+HF_SHARE = 0.25  # of the budget kept for the HF peer
+HF_STATIC_MIN_S = 90.0  # a static-cache (compiled) HF run needs about this much left; else the dynamic cache
+HF_RESERVE_S = 25.0  # kept for each later shape's (dynamic-cache) peer
+
+
+class Results:
+    """Rows of every shape, rewritten to the flat CSV files after each mode."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.sweep: list[dict] = []
+        self.capacity: list[dict] = []
+        self.offline: list[dict] = []
+        self.hf: list[dict] = []
+
+    def save(self) -> None:
+        report.write_csv(self.sweep, report.SWEEP_COLUMNS, self.out / "sweep.csv")
+        report.write_csv(self.capacity, report.CAPACITY_COLUMNS, self.out / "capacity.csv")
+        report.write_csv(self.offline, report.OFFLINE_COLUMNS, self.out / "offline.csv")
+        if self.hf:
+            report.write_csv(self.hf, list(self.hf[0]), self.out / "hf.csv")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shapes", default=SHAPES)
+    parser.add_argument("--shares", default="3,2", help="relative engine time of each shape")
     parser.add_argument("--modes", default=bench.MODES)
     parser.add_argument("--replay", type=Path, required=True, help="recorded acceptance statistics")
-    parser.add_argument("--rates", default="2,4,8,16,32,64,128")
-    parser.add_argument("--duration", type=float, default=3.0)
+    parser.add_argument("--rates", default="8,16,32,64,128")
+    parser.add_argument("--duration", type=float, default=2.5)
     parser.add_argument("--drain", type=float, default=15.0)
     parser.add_argument("--slo-ms", type=float, default=50.0)
     parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--prompt-len", type=int, default=512)
+    parser.add_argument("--prompt-len", type=int, default=256)
     parser.add_argument("--batches", default="1,16,64")
     parser.add_argument("--max-running", type=int, default=128)
     parser.add_argument("--hf-batches", default="32")
-    parser.add_argument("--budget-s", type=float, default=300.0, help="wall-clock budget of the whole run")
+    parser.add_argument("--budget-s", type=float, default=440.0, help="wall-clock budget of the whole run")
     parser.add_argument("--out", type=Path, required=True)
 
 
-def bench_args(args: argparse.Namespace, shape: str, out: Path) -> argparse.Namespace:
+def bench_args(args: argparse.Namespace, shape: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     bench.add_arguments(parser)
     return parser.parse_args(["--shape", shape, "--path", "in-process", "--replay", str(args.replay), "--ignore-eos",
-                              "--max-running", str(args.max_running), "--out", str(out)])
+                              "--max-running", str(args.max_running), "--out", str(args.out)])
 
 
-def run_shape(args: argparse.Namespace, shape: str, deadline: float, log) -> None:
-    """Every mode's sweep and offline rows for one shape (CSV rewritten after each mode), then the HF peer."""
-    out = args.out / shape
-    out.mkdir(parents=True, exist_ok=True)
-    bargs = bench_args(args, shape, out)
-    from optimus_backend.checkpoint import SHAPES
+def run_shape(args: argparse.Namespace, shape: str, deadline: float, results: Results, log) -> None:
+    """Every mode's sweep and offline rows for one shape, each mode with an equal share of the time left."""
+    from optimus_backend.checkpoint import SHAPES as DIMS
 
-    prompts = token_prompts(SHAPES[shape]["vocab_size"], args.prompt_len, 64)
+    bargs = bench_args(args, shape)
+    prompts = token_prompts(DIMS[shape]["vocab_size"], args.prompt_len, 64)
     spec = PointSpec(prompts, {"max_tokens": args.max_tokens, "ignore_eos": True}, args.duration, args.drain,
                      args.slo_ms)
     rates = [float(r) for r in args.rates.split(",")]
     batches = [int(b) for b in args.batches.split(",")]
     modes = args.modes.split(",")
-    engine_deadline = deadline - HF_SHARE * (deadline - time.monotonic())
     base = {"model": shape, "replayed": "yes", "card": bench.card(bench.mode_config(bargs, modes[0]))}
-    sweep_rows, capacity, offline = [], [], []
     for i, mode in enumerate(modes):
-        mode_deadline = time.monotonic() + (engine_deadline - time.monotonic()) / (len(modes) - i)
+        started = time.monotonic()
+        share = (deadline - started) / (len(modes) - i)
         config = bench.mode_config(bargs, mode)
         labels = {**base, "mode": mode, "checkpoint": config.shape}
-        started = time.monotonic()
-        try:
-            rows, offline_rows = bench.bench_mode(bargs, config, prompts, spec, labels, rates, batches,
-                                                  mode_deadline - 0.5 * (mode_deadline - started))
+        try:  # no rate point starts past 60% of the mode's share: warm-up, drain and offline runs need the rest
+            rows, offline = bench.bench_mode(bargs, config, prompts, spec, labels, rates, batches,
+                                             started + 0.6 * share)
         except Exception:  # one broken mode must not lose the others' numbers
             log(f"{shape} {mode} failed:\n{traceback.format_exc()}")
             continue
-        sweep_rows += rows
-        offline += offline_rows
-        capacity.append(bench.capacity_row(labels, rows, args.slo_ms))
-        log(f"{shape} {mode}: {len(rows)} rate points in {time.monotonic() - started:.0f} s")
-        report.write_csv(sweep_rows, report.SWEEP_COLUMNS, out / "sweep.csv")
-        report.write_csv(capacity, report.CAPACITY_COLUMNS, out / "capacity.csv")
-        report.write_csv(offline, report.OFFLINE_COLUMNS, out / "offline.csv")
-    run_hf(args, shape, deadline, out, log)
+        results.sweep += rows
+        results.offline += offline
+        results.capacity.append(bench.capacity_row(labels, rows, args.slo_ms))
+        results.save()
+        best = max(rows, key=lambda r: r["throughput_tok_s"])
+        log(f"{shape} {mode}: {len(rows)} points in {time.monotonic() - started:.0f} s, capacity "
+            f"{results.capacity[-1]['capacity_rps']:g} req/s, max {best['throughput_tok_s']:.0f} tok/s; offline "
+            + ", ".join(f"b{r['batch']} {r['tokens_per_s']:.0f}" for r in offline))
 
 
-def run_hf(args: argparse.Namespace, shape: str, deadline: float, out: Path, log) -> None:
-    import gc
-
+def run_hf(args: argparse.Namespace, shape: str, deadline: float, results: Results, log) -> None:
+    """The HF peer at each batch size: static cache (compiled) when the time allows, else the dynamic cache."""
     import torch
 
     from .hf_peer import build_model, generate_throughput
 
-    rows = []
     try:
         model = build_model(shape)
         for batch in (int(b) for b in args.hf_batches.split(",")):
-            if time.monotonic() > deadline:
-                log(f"{shape} hf b={batch}: skipped (budget)")
+            left = deadline - time.monotonic()
+            cache = "static" if left > HF_STATIC_MIN_S else "dynamic"
+            if left < 15:
+                log(f"{shape} hf b={batch}: skipped ({left:.0f} s left)")
                 break
-            rows.append({"model": shape, **generate_throughput(model, batch, args.prompt_len, args.max_tokens)})
-            log(f"{shape} hf: {rows[-1]}")
+            row = {"model": shape, **generate_throughput(model, batch, args.prompt_len, args.max_tokens, cache)}
+            results.hf.append(row)
+            results.save()
+            log(f"{shape} hf {cache} b={batch}: {row['tokens_per_s']:.0f} tok/s")
         del model
     except Exception:
         log(f"{shape} hf failed:\n{traceback.format_exc()}")
     gc.collect()
     torch.cuda.empty_cache()
-    if rows:
-        report.write_csv(rows, list(rows[0]), out / "hf.csv")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,10 +151,15 @@ def main(argv: list[str] | None = None) -> int:
             "card": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
             "torch": torch.__version__, "args": {k: str(v) for k, v in vars(args).items()}}
     (args.out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+    results = Results(args.out)
     shapes = args.shapes.split(",")
+    shares = [float(w) for w in args.shares.split(",")][:len(shapes)]
+    engines_end = start + (1 - HF_SHARE) * args.budget_s
     for i, shape in enumerate(shapes):
-        shape_deadline = time.monotonic() + (start + args.budget_s - time.monotonic()) / (len(shapes) - i)
-        run_shape(args, shape, shape_deadline, log)
+        part = shares[i] / sum(shares[i:])
+        run_shape(args, shape, time.monotonic() + part * (engines_end - time.monotonic()), results, log)
+    for i, shape in enumerate(shapes):  # the first shape's peer may use all but HF_RESERVE_S per later shape
+        run_hf(args, shape, start + args.budget_s - HF_RESERVE_S * (len(shapes) - 1 - i), results, log)
     log("done")
     return 0
 

@@ -5,15 +5,16 @@ from the profiled cost model and E[c] (committed tokens per request per step at 
 
 - E[c] is a moving average per c that counts requests, not steps (a step of b requests weighs like b
   observations, capped so that one step never dominates): a running mean for its first 1/alpha requests, an
-  exponential moving average after that.
-- An estimate is *fresh* while it was observed within ``max_age`` steps and since the last shift. A c with no
+  exponential moving average after that. For decisions the fresh estimates are made nondecreasing in c by a
+  weighted isotonic fit, so an estimate from a few requests yields to better-measured neighbours.
+- An estimate is *fresh* while it was observed within ``max_age`` steps (and since the last shift). A c with no
   fresh estimate is bounded by its nearest fresh neighbours, assuming E is nondecreasing in c and E[c]/c is
-  nonincreasing: at most min(c, E[above], E[below] * c / below), at least max(E[below], E[above] * c / above).
-  Decisions use the upper bound. This optimism is the only exploration: an unknown or out-of-date c is tried
-  exactly when it could beat the best known one. With nothing observed E[c] = c, so the first step runs the
-  largest chunk (the cold start) and the next ones narrow down from there.
+  nonincreasing: at most min(c, E[above], E[below] * c / below), at least max(E[below], E[above] * c / above);
+  the E[c]/c part is dropped while measured estimates contradict it. Decisions use the upper bound: this optimism
+  is the only exploration, an unknown or out-of-date c is tried exactly when it could beat the best known one.
+  With nothing observed E[c] = c, so the first step runs the largest chunk (the cold start).
 - The surprise, a fast moving average of observed / estimated E over the steps (whatever their c), detects a
-  shift in acceptance: when it leaves 1 by more than ``drift``, every estimate is marked out of date.
+  shift in acceptance: when it leaves 1 by more than ``drift``, every other estimate is marked out of date.
 - With a TPOT SLO, c must keep T(b, c)/E[c] <= SLO by the lower bound of E (so exploration never gambles with the
   SLO) when some candidate does. At a fixed b the throughput-best c is also the TPOT-best (b is common to all
   candidates), so the SLO acts mostly through admission: ``can_admit`` says whether one more request still leaves
@@ -34,10 +35,12 @@ from .cost_model import CostModel
 HISTORY_LEN = 4096  # step records kept for metrics and plots
 EMA_ALPHA = 0.003  # weight of one request's observation in E[c]
 FAST_ALPHA = 0.05  # the same for the surprise (observed / estimated E) that detects acceptance shifts
-MAX_STEP_WEIGHT = 0.25  # at most this weight for one step however large the batch (its requests are correlated)
-MIN_SAMPLES = 32  # requests behind an estimate before it can veto the E[c]/c bound
+MAX_STEP_WEIGHT = 0.02  # at most this weight for one step however large the batch (its requests are correlated)
+MIN_SAMPLES = 8  # requests behind an estimate before it can veto the E[c]/c bound
+Z = 2.0  # standard errors of a neighbour's estimate that a bound allows for
+DISPERSION_ALPHA = 0.01  # weight of one step in the variance / mean of committed tokens
 RATIO_SLACK = 0.15  # how far measured E[c]/c may rise with c before that bound is dropped
-MAX_AGE = 256  # steps without an observation after which E[c] is out of date
+MAX_AGE = 512  # steps without an observation after which E[c] is out of date
 DRIFT = 0.25  # how far the surprise may leave 1 before every estimate is out of date
 LATENCY_ALPHA = 0.05  # weight of one step in the measured / predicted step-time ratio
 PREFIX_BUCKET = 64  # step-time predictions are cached per batch and prefix bucket
@@ -105,7 +108,9 @@ class ElasticController(ChunkController):
         self.tpot_slo_ms = tpot_slo_ms
         self.ema_alpha, self.max_age, self.drift = ema_alpha, max_age, drift
         self.estimate = np.zeros(block_size)  # E[c] (slow average), index c - 1
-        self.weight = np.zeros(block_size)  # requests observed since the estimate last became fresh
+        self.weight = np.zeros(block_size)  # requests behind each estimate since it last became fresh
+        self.count = np.zeros(block_size)  # the effective number of requests behind each estimate
+        self.dispersion = 1.0  # variance / mean of committed tokens per request per step (pooled over c)
         self.seen = np.full(block_size, -np.inf)  # step of the last observation (-inf: out of date)
         self.surprise = 1.0  # fast moving average of observed / estimated E at the chosen c
         self.latency_scale = 1.0  # moving average of measured / predicted step time
@@ -115,35 +120,37 @@ class ElasticController(ChunkController):
     def fresh(self) -> np.ndarray:
         return self.steps - self.seen <= self.max_age
 
-    def neighbour_bounds(self, values: np.ndarray, known: np.ndarray, ratio: bool) -> tuple[np.ndarray, np.ndarray]:
-        """(most, least) E[c] can be for every c given the nearest ``known`` values strictly above and below it,
-        assuming E is nondecreasing in c and, if ``ratio``, E[c]/c nonincreasing (no known neighbour: 0 to c)."""
+    def neighbour_bounds(self, upper: np.ndarray, lower: np.ndarray, known: np.ndarray,
+                         ratio: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(most, least) E[c] can be for every c given the confidence limits of the nearest ``known`` estimates
+        strictly above and below it, assuming E is nondecreasing in c and, if ``ratio``, E[c]/c nonincreasing."""
         c = self.candidates.astype(float)
-        k, e = c[known], values[known]
+        k, hi, lo = c[known], upper[known], lower[known]
         if not len(k):
             return c, np.zeros_like(c)
         up = np.minimum(np.searchsorted(k, c, side="right"), len(k) - 1)  # nearest known c' > c, if any
         down = np.maximum(np.searchsorted(k, c, side="left") - 1, 0)  # nearest known c' < c, if any
         has_up, has_down = k[up] > c, k[down] < c
-        high = np.minimum(c, np.where(has_up, e[up], np.inf))
-        low = np.where(has_down, e[down], 0.0)
+        high = np.minimum(c, np.where(has_up, hi[up], np.inf))
+        low = np.where(has_down, lo[down], 0.0)
         if ratio:
-            high = np.minimum(high, np.where(has_down, e[down] * c / k[down], np.inf))
-            low = np.maximum(low, np.where(has_up, e[up] * c / k[up], 0.0))
+            high = np.minimum(high, np.where(has_down, hi[down] * c / k[down], np.inf))
+            low = np.maximum(low, np.where(has_up, lo[up] * c / k[up], 0.0))
         return high, np.minimum(low, high)
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """(optimistic, pessimistic) E[c] for decisions: the fresh estimates made nondecreasing in c (a weighted
         isotonic fit, so an estimate from few requests yields to better-measured neighbours), and for the others
-        the most and the least E[c] can be given the nearest fresh ones. The E[c]/c bound is used only while the
-        well-measured estimates agree with it (within ``RATIO_SLACK``)."""
+        the most and the least E[c] can be given the confidence limits (``Z`` standard errors) of the nearest
+        fresh ones; the E[c]/c bound is used only while the measured estimates agree with it (``RATIO_SLACK``)."""
         fresh = self.fresh()
         values = self.estimate.copy()
-        values[fresh] = isotonic(self.estimate[fresh], self.weight[fresh])
-        measured = fresh & (self.weight >= MIN_SAMPLES)
+        values[fresh] = isotonic(self.estimate[fresh], self.count[fresh])
+        margin = Z * np.sqrt(self.dispersion * np.maximum(values, 0.5) / np.maximum(self.count, 1.0))
+        measured = fresh & (self.count >= MIN_SAMPLES)
         per_token = values[measured] / self.candidates[measured]
         ratio = bool(np.all(per_token[1:] <= per_token[:-1] * (1.0 + RATIO_SLACK)))
-        high, low = self.neighbour_bounds(values, fresh, ratio)
+        high, low = self.neighbour_bounds(values + margin, np.maximum(values - margin, 0.0), fresh, ratio)
         return np.maximum(np.where(fresh, values, high), 1e-6), np.where(fresh, values, low)
 
     def step_times(self, batch: int, prefix: float | None = None) -> np.ndarray:
@@ -183,13 +190,17 @@ class ElasticController(ChunkController):
         value, b = record.committed_tokens / record.batch, record.batch
         if self.weight[i] * FAST_ALPHA >= 1.0 and self.estimate[i] > 0:
             self.surprise += (1.0 - (1.0 - FAST_ALPHA) ** b) * (value / self.estimate[i] - self.surprise)
-            if abs(self.surprise - 1.0) > self.drift:  # acceptance shifted: relearn every c
+            if abs(self.surprise - 1.0) > self.drift:  # acceptance shifted: relearn every other c
                 self.seen[:], self.surprise = -np.inf, 1.0
                 self.weight[i] = min(self.weight[i], 1.0 / FAST_ALPHA)  # keep it, but let it move fast
+        if self.weight[i] * FAST_ALPHA >= 1.0:
+            spread = b * (value - self.estimate[i]) ** 2 / max(self.estimate[i], 0.5)
+            self.dispersion += DISPERSION_ALPHA * (spread - self.dispersion)
         # A running mean over the first 1/alpha requests, an EMA over requests after that.
         self.weight[i] += b
         step_weight = min(1.0 - (1.0 - self.ema_alpha) ** b, MAX_STEP_WEIGHT)
         self.estimate[i] += max(step_weight, b / self.weight[i]) * (value - self.estimate[i])
+        self.count[i] = min(self.weight[i], b * (2.0 - step_weight) / step_weight)
         self.seen[i] = self.steps
 
     def can_admit(self, running: int) -> bool:

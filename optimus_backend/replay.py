@@ -36,6 +36,8 @@ class ReplayRule:
             positions = data["commit_positions_per_visible"]
         except (OSError, KeyError, ValueError) as exc:
             raise ConfigError(f"decoding_rule: cannot read replay statistics {path!r} ({exc})") from None
+        if not positions or not self.stats.probs:
+            raise ConfigError(f"decoding_rule: replay statistics {path!r} hold no recorded step")
         self.positions = {int(m): np.asarray(counts, float) for m, counts in positions.items()}
         self.rng = np.random.default_rng(SEED)
         self._weights: dict[int, np.ndarray] = {}

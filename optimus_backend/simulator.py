@@ -95,6 +95,22 @@ class SimResult:
     steps: list[tuple[float, int, int, int]] = field(default_factory=list)  # (end time s, batch, chunk, committed)
 
 
+def _commit(request: _Request, drawn: int, bd_block: int | None) -> int:
+    """Commits up to ``drawn`` tokens of ``request``; BD (``bd_block`` given) commits within its block (at least
+    one) and spends one clean pass after each finished block."""
+    if bd_block is not None:
+        if request.clean_pass:
+            request.clean_pass = False
+            return 0
+        drawn = max(1, min(drawn, bd_block - request.block_done))
+        request.block_done += drawn
+        request.clean_pass = request.block_done == bd_block
+        request.block_done %= bd_block
+    k = min(drawn, request.output_len - request.done)
+    request.done += k
+    return k
+
+
 def simulate(policy: str, cost: CostModel, acceptance: AcceptanceStats, schedule: LoadSchedule, cfg: SimConfig,
              seed: int = 0, arrivals: np.ndarray | None = None) -> SimResult:
     """Runs one policy; the same seed gives every policy the same arrivals and output lengths.
@@ -126,17 +142,8 @@ def simulate(policy: str, cost: CostModel, acceptance: AcceptanceStats, schedule
         committed = 0
         step_ms = cost.predict(b, chunk) * float(np.exp(rng.normal(0.0, cfg.time_noise)))
         now += (step_ms + cost.token_ms() * cfg.prompt_len * admitted) / 1e3
-        for request, k in zip(running, draws):
-            if mode.kind == "bd":
-                if request.clean_pass:
-                    request.clean_pass, k = False, 0
-                else:
-                    k = max(1, min(int(k), block - request.block_done))
-                    request.block_done += k
-                    request.clean_pass = request.block_done == block
-                    request.block_done %= block
-            k = min(int(k), request.output_len - request.done)
-            request.done += k
+        for request, drawn in zip(running, draws):
+            k = _commit(request, int(drawn), block if mode.kind == "bd" else None)
             committed += k
             if k and request.first_token is None:
                 request.first_token = now
