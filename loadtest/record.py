@@ -8,7 +8,7 @@ the replay rule, plus how often the committed slots were exactly the leftmost k.
 the request's EOS (which a trained model fills with confident padding, many at a time) are left out, so m and k
 are the visible and committed MASKs at or before the EOS.
 
-    python -m loadtest.record --checkpoint models/optimus-tiny --out docs/benchmarks/acceptance.json
+    python -m loadtest.record --checkpoint models/optimus-tiny --out docs/benchmarks/acceptance-optimus-tiny.json
     python -m loadtest.record --synthetic --out docs/benchmarks/acceptance-synthetic.json   # no model needed
 
 ``--synthetic`` writes the same file from acceptance.py's synthetic confidence model instead (the i-th visible MASK

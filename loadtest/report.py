@@ -131,7 +131,7 @@ def _ratios_by_level(rows: list[dict], level: str, value: str) -> list[str]:
 
 def headline(sweep: list[dict], capacity: list[dict], offline: list[dict], slo_ms: float) -> str:
     """The headline tables in Markdown: ratios per load level (sweep and offline) and SLO capacity per mode."""
-    head = "| model | {} | elastic tok/s | elastic/AR | elastic/BD32 | elastic/best fixed (which) |\n|---|---|---|---|---|---|"
+    head = "| model | {} | elastic tok/s | elastic/AR | elastic/BD | elastic/best fixed (which) |\n|---|---|---|---|---|---|"
     parts = ["### Throughput ratios per offered load (open-loop sweep)", head.format("req/s"),
              *_ratios_by_level(sweep, "rate_rps", "throughput_tok_s"), "",
              "### Throughput ratios per batch size (offline: b requests at once)", head.format("batch"),

@@ -23,10 +23,10 @@ from optimus_backend.config import DEFAULT_CHECKPOINT, PROJECT_ROOT
 from optimus_backend.serve import TritonServer
 
 from . import report
-from .targets import GAUGES
+from .targets import scrape_gauges
 from .workload import chat_prompts
 
-SAMPLE_PERIOD_S = 5.0
+SAMPLE_PERIOD_S = 1.0
 SETTLE_S = 30.0  # after the load: time for in-flight work to finish and memory to settle
 RSS_TOLERANCE = 0.05  # "back to baseline": at most this much above it
 
@@ -44,22 +44,10 @@ def rss_bytes(pids: list[int]) -> int:
     return total
 
 
-def scrape(server: TritonServer) -> dict:
-    import urllib.request
-
-    text = urllib.request.urlopen(server.metrics_url, timeout=10).read().decode()
-    out = {}
-    for line in text.splitlines():
-        name = line.split("{", 1)[0]
-        if name in GAUGES:
-            out[GAUGES[name]] = float(line.rsplit(" ", 1)[1])
-    return out
-
-
 def snapshot(server: TritonServer, start: float, phase: str) -> dict:
     pids = [server.process.pid, *server.stub_pids]
     return {"t_s": round(time.monotonic() - start, 1), "phase": phase, "rss_mb": rss_bytes(pids) / 2**20,
-            **scrape(server)}
+            **scrape_gauges(server.metrics_url)}
 
 
 def warm_up(server: TritonServer, prompts: list[str], params: dict) -> None:

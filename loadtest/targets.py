@@ -23,6 +23,17 @@ GAUGES = {"optimus_chunk_size": "chunk", "optimus_num_requests_running": "runnin
           "optimus_num_requests_waiting": "waiting", "optimus_kv_pages_used": "kv_pages_used"}
 
 
+def scrape_gauges(metrics_url: str) -> dict:
+    """The adapter's engine gauges from Triton's Prometheus endpoint, as stats keys (summed over instances)."""
+    text = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
+    out: dict = {}
+    for line in text.splitlines():
+        name = line.split("{", 1)[0]
+        if name in GAUGES:
+            out[GAUGES[name]] = out.get(GAUGES[name], 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
 class TritonTarget:
     """A pool of client workers, each with its own gRPC stream (or HTTP connection) and one request in flight,
     as Locust users have. A request still running at its deadline is cancelled and counted unfinished."""
@@ -75,13 +86,7 @@ class TritonTarget:
         return stream
 
     def stats(self) -> dict:
-        text = urllib.request.urlopen(self.metrics_url, timeout=5).read().decode()
-        out = {}
-        for line in text.splitlines():
-            name = line.split("{", 1)[0]
-            if name in GAUGES:
-                out[GAUGES[name]] = out.get(GAUGES[name], 0.0) + float(line.rsplit(" ", 1)[1])
-        return out
+        return scrape_gauges(self.metrics_url)
 
     def close(self) -> None:
         for _ in self.threads:

@@ -37,10 +37,9 @@ EMA_ALPHA = 0.003  # weight of one request's observation in E[c]
 FAST_ALPHA = 0.05  # the same for the surprise (observed / estimated E) that detects acceptance shifts
 MAX_STEP_WEIGHT = 0.02  # at most this weight for one step however large the batch (its requests are correlated)
 MIN_SAMPLES = 8  # requests behind an estimate before it can veto the E[c]/c bound
-Z = 2.0  # standard errors of a neighbour's estimate that a bound allows for
-DISPERSION_ALPHA = 0.01  # weight of one step in the variance / mean of committed tokens
+Z = 1.0  # standard errors of a neighbour's estimate that a bound allows for (variance taken as the mean)
 RATIO_SLACK = 0.15  # how far measured E[c]/c may rise with c before that bound is dropped
-MAX_AGE = 512  # steps without an observation after which E[c] is out of date
+MAX_AGE = 256  # steps without an observation after which E[c] is out of date
 DRIFT = 0.25  # how far the surprise may leave 1 before every estimate is out of date
 LATENCY_ALPHA = 0.05  # weight of one step in the measured / predicted step-time ratio
 PREFIX_BUCKET = 64  # step-time predictions are cached per batch and prefix bucket
@@ -110,7 +109,6 @@ class ElasticController(ChunkController):
         self.estimate = np.zeros(block_size)  # E[c] (slow average), index c - 1
         self.weight = np.zeros(block_size)  # requests behind each estimate since it last became fresh
         self.count = np.zeros(block_size)  # the effective number of requests behind each estimate
-        self.dispersion = 1.0  # variance / mean of committed tokens per request per step (pooled over c)
         self.seen = np.full(block_size, -np.inf)  # step of the last observation (-inf: out of date)
         self.surprise = 1.0  # fast moving average of observed / estimated E at the chosen c
         self.latency_scale = 1.0  # moving average of measured / predicted step time
@@ -146,7 +144,7 @@ class ElasticController(ChunkController):
         fresh = self.fresh()
         values = self.estimate.copy()
         values[fresh] = isotonic(self.estimate[fresh], self.count[fresh])
-        margin = Z * np.sqrt(self.dispersion * np.maximum(values, 0.5) / np.maximum(self.count, 1.0))
+        margin = Z * np.sqrt(np.maximum(values, 0.5) / np.maximum(self.count, 1.0))
         measured = fresh & (self.count >= MIN_SAMPLES)
         per_token = values[measured] / self.candidates[measured]
         ratio = bool(np.all(per_token[1:] <= per_token[:-1] * (1.0 + RATIO_SLACK)))
@@ -193,9 +191,6 @@ class ElasticController(ChunkController):
             if abs(self.surprise - 1.0) > self.drift:  # acceptance shifted: relearn every other c
                 self.seen[:], self.surprise = -np.inf, 1.0
                 self.weight[i] = min(self.weight[i], 1.0 / FAST_ALPHA)  # keep it, but let it move fast
-        if self.weight[i] * FAST_ALPHA >= 1.0:
-            spread = b * (value - self.estimate[i]) ** 2 / max(self.estimate[i], 0.5)
-            self.dispersion += DISPERSION_ALPHA * (spread - self.dispersion)
         # A running mean over the first 1/alpha requests, an EMA over requests after that.
         self.weight[i] += b
         step_weight = min(1.0 - (1.0 - self.ema_alpha) ** b, MAX_STEP_WEIGHT)

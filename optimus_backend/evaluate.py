@@ -44,8 +44,8 @@ def evaluate_mode(engine, problems: list[data.Problem], params: SamplingParams, 
         tokens += request.output_len + (request.finish_reason == "stop")
         forwards += request.steps - (request.prefill_end() > 0)
         bar.update()
-    return {"n": len(problems), "correct": correct, "accuracy": correct / len(problems),
-            "tokens_per_forward": tokens / max(forwards, 1)}
+    return {"n": len(problems), "correct": correct, "accuracy": correct / len(problems), "tokens": tokens,
+            "forwards": forwards, "tokens_per_forward": tokens / max(forwards, 1)}
 
 
 def table(results: list[dict], tasks: list[str]) -> str:
