@@ -16,7 +16,7 @@ from .config import DecodingMode, SamplingParams, check_mode, mask_id
 from .decoding import DecodingRule, LowConfidenceDynamic, choose_tokens
 from .masks import block_causal
 from .model import Transformer, masked_attention
-from .request import Request, StepKind
+from .request import Request
 
 
 @dataclass
@@ -102,7 +102,7 @@ class ReferenceDecoder:
                                   block)
             hidden = self.model(ids, positions.unsqueeze(0), attend)[0]
             commits: dict[int, int] = {}
-            if plan.kind is StepKind.DECODE:
+            if plan.scored:
                 rows = [p - request.shift - plan.fed_start for p in plan.scored]
                 tokens, confidence = choose_tokens(self.model.logits(hidden[rows]), params, generator)
                 for i in self.rule.select(confidence.tolist(), params.threshold):

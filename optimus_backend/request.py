@@ -50,6 +50,7 @@ class Request:
     committed: list[bool] = field(default_factory=list)
     commit_steps: dict[int, int] = field(default_factory=dict)  # position -> step of its commit
     cached_len: int = 0
+    eos_pos: int | None = None  # the first committed EOS: slots after it are never scored
     steps: int = 0
     finished: bool = False
     finish_reason: str | None = None
@@ -96,33 +97,37 @@ class Request:
             return self._plan_reuse(chunk, out_block)
         return self._plan_block(chunk)
 
-    def _in_first_masked_block(self, positions: range, first_mask: int, out_block: bool) -> tuple[int, ...]:
+    def _scorable(self, positions: range, first_mask: int, out_block: bool) -> tuple[int, ...]:
+        """MASK slots worth scoring: in the first block with MASKs (in-block) and before a committed EOS."""
         block_end = (first_mask // self.block_size + 1) * self.block_size
-        return tuple(p for p in positions if not self.committed[p] and (out_block or p < block_end))
+        end = min(positions.stop, self.eos_pos if self.eos_pos is not None else self.total_len)
+        return tuple(p for p in range(positions.start, end)
+                     if not self.committed[p] and (out_block or p < block_end))
 
     def _plan_reuse(self, chunk: int, out_block: bool) -> StepPlan:
         first_mask = self.first_mask()
         limit = self.total_len if out_block else min((first_mask // self.block_size + 1) * self.block_size, self.total_len)
         start = self.cached_len
         target_start = start + self.shift
-        target_end = min(target_start + chunk, limit)
+        # an uncached prompt tail rides along: c counts the generated positions of the window
+        target_end = min(max(target_start, self.prompt_len) + chunk, limit)
         fed_end = target_end - self.shift
         run_end = start
         while run_end < fed_end and self.committed[run_end]:
             run_end += 1
         cache_end = run_end - 1 if self.shift and run_end < fed_end else run_end
-        scored = self._in_first_masked_block(range(target_start, target_end), first_mask, out_block)
+        scored = self._scorable(range(target_start, target_end), first_mask, out_block)
         return StepPlan(StepKind.DECODE, start, fed_end, scored, cache_end)
 
     def _plan_block(self, chunk: int) -> StepPlan:
         block = (self.cached_len + self.shift) // self.block_size
         block_start = block * self.block_size
         block_end = min(block_start + self.block_size, self.total_len)
-        masks = [p for p in range(block_start, block_end) if not self.committed[p]]
-        if not masks:
+        if all(self.committed[block_start:block_end]):
             return StepPlan(StepKind.CLEAN, self.cached_len, block_end - self.shift, (), block_end - self.shift)
+        masks = self._scorable(range(block_start, block_end), block_start, out_block=False)
         target_end = block_end if chunk >= len(masks) else masks[chunk - 1] + 1
-        return StepPlan(StepKind.DECODE, self.cached_len, target_end - self.shift, tuple(masks[:chunk]), self.cached_len)
+        return StepPlan(StepKind.DECODE, self.cached_len, target_end - self.shift, masks[:chunk], self.cached_len)
 
     def apply(self, plan: StepPlan, commits: dict[int, int]) -> None:
         """Records this step's commits and KV writes, then checks EOS / length."""
@@ -131,17 +136,17 @@ class Request:
             self.ids[pos] = token
             self.committed[pos] = True
             self.commit_steps[pos] = self.steps
+            if token in self.eos_ids and not self.params.ignore_eos and (self.eos_pos is None or pos < self.eos_pos):
+                self.eos_pos = pos
         self.cached_len = max(self.cached_len, plan.cache_end)
         self.steps += 1
         self._check_finish()
 
     def _check_finish(self) -> None:
         first_mask = self.first_mask()
-        if not self.params.ignore_eos:
-            for pos in range(self.prompt_len, first_mask):
-                if self.ids[pos] in self.eos_ids:
-                    self.finish("stop", pos - self.prompt_len)
-                    return
+        if self.eos_pos is not None and self.eos_pos <= first_mask:
+            self.finish("stop", self.eos_pos - self.prompt_len)
+            return
         if first_mask == self.total_len:
             self.finish("length", self.params.max_tokens)
 

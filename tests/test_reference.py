@@ -122,7 +122,8 @@ def test_reuse_writes_each_kv_once_after_its_commit_and_never_refeeds_it(tiny_mo
     written_at: dict[int, int] = {}
     committed_at = {pos: r.step for r in result.records for pos in r.committed}
     for record in result.records:
-        assert record.fed[1] - record.fed[0] <= max(chunk, 8 if record.kind == "prefill" else chunk)
+        uncached_prompt = max(0, len(ids) - record.fed[0])  # a prompt tail rides along with the first window
+        assert record.fed[1] - record.fed[0] <= (8 if record.kind == "prefill" else chunk + uncached_prompt)
         for pos in range(*record.fed):
             assert pos not in written_at, f"position {pos} fed again after its KV was cached"
         for pos in range(*record.kv_written):
@@ -167,3 +168,22 @@ def test_stop_string_truncates_the_text(tiny_model):
     stopped = ReferenceDecoder(model).generate(ids, SamplingParams(max_tokens=16, ignore_eos=True, stop=[stop]),
                                                DecodingMode.parse("chunk:4"), tokenizer.decode)
     assert stopped.finish_reason == "stop" and stopped.text == free.text[:free.text.find(stop)]
+
+
+def test_slots_after_a_committed_eos_are_never_scored():
+    # forward 2 commits EOS at 5; slot 4 stays uncertain while 6 and 7 look more confident than it
+    script = {(2, 5): (EOS, 0.99), (2, 4): (10, 0.2), (2, 6): (0, 0.5), (2, 7): (0, 0.5),
+              (3, 4): (11, 0.3), (3, 6): (0, 0.6), (3, 7): (0, 0.6)}
+    result = ReferenceDecoder(LogitsOracle(script)).generate([5, 6, 7, 8], SamplingParams(max_tokens=8),
+                                                             DecodingMode.parse("bd"))
+    assert [r.committed for r in result.records[1:]] == [{5: EOS}, {4: 11}]
+    assert result.finish_reason == "stop" and result.token_ids == [11]
+
+
+def test_an_uncached_prompt_tail_rides_along_with_the_first_window():
+    oracle = LogitsOracle({})
+    result = ReferenceDecoder(oracle).generate([5, 6, 7, 8, 9, 10], SamplingParams(max_tokens=6, ignore_eos=True),
+                                               DecodingMode.parse("chunk:1"))
+    assert result.records[0].fed == (0, 4)  # prefill: the complete block
+    assert result.records[1].fed == (4, 7)  # prompt tail 4..5 plus one generated position
+    assert result.records[1].kv_written == (4, 6) and list(result.records[1].committed) == [6]
