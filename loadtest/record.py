@@ -2,7 +2,8 @@
 
 Every decoding step of every request is recorded as (m visible MASK slots scored, k committed) while the model
 decodes held-out eval problems in each fixed-chunk mode. Output JSON, in acceptance.py's histogram format:
-``committed_per_step`` ({c: {k: count}}, per chunk size; bd counts as c = B) for the simulator, and
+``committed_per_step`` ({c: {k: count}} per decode step, steps that scored nothing included; bd counts as c = B)
+for the simulator, and
 ``committed_per_visible`` ({m: {k: count}}) and ``commit_positions_per_visible`` ({m: [commits at slot i]}) for
 the replay rule, plus how often the committed slots were exactly the leftmost k. Only content counts: slots past
 the request's EOS (which a trained model fills with confident padding, many at a time) are left out, so m and k
@@ -28,7 +29,7 @@ from optimus_backend.config import DEFAULT_CHECKPOINT, DecodingMode, EngineConfi
 
 from .workload import chat_prompts
 
-MODES = "bd,chunk:4,chunk:8,chunk:16"
+MODES = "bd,chunk:1,chunk:2,chunk:4,chunk:8,chunk:16"
 SYNTHETIC_P, SYNTHETIC_Q = 0.9, 0.82  # acceptance.synthetic's model: ~4-5 commits per BD-32 step
 SYNTHETIC_DRAWS = 4000
 MIN_SAMPLES = 20  # an m with fewer recorded steps is left out (replay uses the largest kept m), unless all are
@@ -82,10 +83,12 @@ def record_mode(config: EngineConfig, prompts: list[str], params: SamplingParams
             _, final = handle.result()
             end = final.num_output_tokens + 1 if final.finish_reason == "stop" else params.max_tokens
             request_samples = content_samples(recorder.samples, params.max_tokens, end)
+            request = handle.request
             seen = set().union(*(committed for *_, committed in request_samples)) if request_samples else set()
-            expected = {p - handle.request.prompt_len for p in handle.request.commit_steps}
-            assert seen <= expected, "the rule's calls do not replay onto the request's commits"
+            assert seen <= {p - request.prompt_len for p in request.commit_steps}, "calls do not replay onto commits"
             samples += [(m, chosen) for m, chosen, _ in request_samples]
+            # decode steps that scored nothing (a window of cached slots only, BD's clean pass): m = 0, k = 0
+            samples += [(0, [])] * (request.steps - (request.prefill_end() > 0) - len(recorder.samples))
         return engine.model.config.block_size, samples
     finally:
         engine.shutdown()
@@ -109,11 +112,13 @@ def record(checkpoint: Path, modes: list[str], prompts: list[str], params: Sampl
         c = block_size if parsed.kind == "bd" else min(parsed.chunk, block_size)
         for m, chosen in samples:
             per_chunk[c][len(chosen)] += 1
+            if m == 0:
+                continue
             per_visible[m][len(chosen)] += 1
             positions.setdefault(m, np.zeros(m, int))[chosen] += 1
             leftmost += chosen == list(range(len(chosen)))
             total += 1
-        means[mode] = sum(len(chosen) for _, chosen in samples) / max(len(samples), 1)
+        means[mode] = sum(len(chosen) for _, chosen in samples) / max(len(samples), 1)  # per decode step
     kept = [m for m in sorted(per_visible) if sum(per_visible[m].values()) >= MIN_SAMPLES] or sorted(per_visible)
     return {
         "block_size": block_size,

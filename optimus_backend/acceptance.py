@@ -53,7 +53,8 @@ class AcceptanceStats:
         return rng.choice(len(p), size=n, p=p)
 
     def to_json(self) -> dict:
-        histograms = {str(c): {str(k): round(float(v), 6) for k, v in enumerate(p) if v > 0} for c, p in self.probs.items()}
+        histograms = {str(c): {str(k): round(float(v), 6) for k, v in enumerate(p) if v > 0}
+                      for c, p in self.probs.items()}
         return {"block_size": self.block_size, "source": self.source, "committed_per_step": histograms}
 
     def save(self, path: str | Path) -> Path:
@@ -100,7 +101,8 @@ def window_step(committed: np.ndarray, cached: int, c: int, block_size: int, p: 
     return len(commits), cached + lead
 
 
-def synthetic(block_size: int = 32, p: float = 0.9, q: float = 0.82, steps: int = 3000, seed: int = 0) -> AcceptanceStats:
+def synthetic(block_size: int = 32, p: float = 0.9, q: float = 0.82, steps: int = 3000,
+              seed: int = 0) -> AcceptanceStats:
     """Histograms from a synthetic confidence model: commits favour MASKs next to the committed prefix.
 
     With the defaults a whole visible block commits about 4 tokens per step, as DESIGN.md reports for BD-32; a

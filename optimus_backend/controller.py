@@ -144,7 +144,8 @@ class ElasticController(ChunkController):
         fresh = self.fresh()
         values = self.estimate.copy()
         values[fresh] = isotonic(self.estimate[fresh], self.count[fresh])
-        margin = np.where(self.count < MIN_SAMPLES, Z * np.sqrt(np.maximum(values, 0.5) / np.maximum(self.count, 1.0)), 0.0)
+        error = np.sqrt(np.maximum(values, 0.5) / np.maximum(self.count, 1.0))  # variance taken as the mean
+        margin = np.where(self.count < MIN_SAMPLES, Z * error, 0.0)
         measured = fresh & (self.count >= MIN_SAMPLES)
         per_token = values[measured] / self.candidates[measured]
         ratio = bool(np.all(per_token[1:] <= per_token[:-1] * (1.0 + RATIO_SLACK)))

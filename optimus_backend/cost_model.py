@@ -73,7 +73,8 @@ class CostModel:
         self.coef = dict(zip(TERMS, coef.tolist()))
         self._residual = np.zeros((len(self.prefixes), len(self.batches), len(self.chunks)))
         for (b, c, p), value in self.points.items():
-            index = (np.searchsorted(self.prefixes, p), np.searchsorted(self.batches, b), np.searchsorted(self.chunks, c))
+            index = tuple(np.searchsorted(axis, v) for axis, v in ((self.prefixes, p), (self.batches, b),
+                                                                      (self.chunks, c)))
             self._residual[index] = value - self.fit(b, c, p)
 
     @property

@@ -50,8 +50,8 @@ def compare(rows: list[dict], key: str) -> list[dict]:
                     "throughput_ratio": elastic["throughput_tok_s"] / by_thr["throughput_tok_s"],
                     "elastic_tpot_p90_ms": elastic["tpot_p90_ms"], "best_tpot_fixed": by_tpot["policy"],
                     "best_fixed_tpot_p90_ms": by_tpot["tpot_p90_ms"],
-                    "tpot_ratio": elastic["tpot_p90_ms"] / by_tpot["tpot_p90_ms"], "elastic_chunk": elastic["mean_chunk"],
-                    "elastic_batch": elastic["mean_batch"]})
+                    "tpot_ratio": elastic["tpot_p90_ms"] / by_tpot["tpot_p90_ms"],
+                    "elastic_chunk": elastic["mean_chunk"], "elastic_batch": elastic["mean_batch"]})
     return out
 
 
@@ -128,8 +128,9 @@ def _table(rows: list[dict], columns: list[str]) -> list[str]:
 
 
 def report(cost: CostModel, acceptance: AcceptanceStats, cfg: SimConfig, policies: list[str], fractions: list[float],
-           duration: float, changing: str, slo_ms: float, seeds: int, out_dir: Path) -> list[str]:
-    """Runs the steady sweep and the changing load for one cost model; returns markdown summary lines."""
+           duration: float, changing: dict[str, str], slo_ms: float, seeds: int, out_dir: Path) -> list[str]:
+    """Runs the steady sweep and each changing load ({label: schedule spec}) for one cost model; returns markdown
+    summary lines."""
     name = str(cost.meta.get("model", "model"))
     capacity = capacity_rps(cost, acceptance, cfg)
     lines = [f"### {name}: capacity ~{capacity:.1f} req/s at batch {cfg.max_batch}"]
@@ -147,17 +148,32 @@ def report(cost: CostModel, acceptance: AcceptanceStats, cfg: SimConfig, policie
     write_csv(steady, out_dir / f"simulated_{name}_elastic_vs_fixed.csv")
     lines += _table(steady, ["load", "elastic_tok_s", "best_fixed", "throughput_ratio", "elastic_tpot_p90_ms",
                              "best_tpot_fixed", "best_fixed_tpot_p90_ms", "tpot_ratio", "elastic_chunk"])
-    if changing:
-        schedule = LoadSchedule.parse(changing, capacity)
+    for label, spec in changing.items():
+        schedule = LoadSchedule.parse(spec, capacity)
         jobs = [(p, cost, acceptance, schedule, cfg, 0, 0.0, slo_ms) for p in policies]
         rows, trace = run_jobs(jobs, seeds)
-        rows = [{"model": name, **r} for r in rows]
-        write_csv(rows, out_dir / f"simulated_{name}_changing.csv")
-        plot_changing(trace, schedule, f"{name}: changing load {changing} (x capacity)",
-                      out_dir / f"simulated_{name}_changing.png")
-        ranked = sorted(rows, key=lambda r: -r["throughput_tok_s"])
-        lines += ["", f"changing load {changing} (fractions of capacity), top 8 and elastic by throughput:"]
-        shown = ranked[:8] + [r for r in ranked[8:] if r["policy"] == "elastic"]
-        lines += _table(shown, ["policy", "throughput_tok_s", "tpot_p50_ms", "tpot_p90_ms", "ttft_p90_ms",
-                                "e2e_p50_s", "e2e_p90_s", "mean_chunk"])
+        rows = [{"model": name, "load": label, **r} for r in rows]
+        write_csv(rows, out_dir / f"simulated_{name}_{label}.csv")
+        plot_changing(trace, schedule, f"{name}: {label} load {spec} (x capacity)",
+                      out_dir / f"simulated_{name}_{label}.png")
+        lines += ["", f"{label} load `{spec}` (fractions of capacity): elastic against every fixed chunk"]
+        lines += _table(versus_fixed(rows), ["metric", "elastic", "best_fixed", "best_fixed_value", "fixed_beaten"])
     return lines
+
+
+CHANGING_METRICS = {"throughput_tok_s": max, "tpot_p50_ms": min, "tpot_p90_ms": min, "ttft_p90_ms": min,
+                    "e2e_p50_s": min, "e2e_p90_s": min}
+
+
+def versus_fixed(rows: list[dict]) -> list[dict]:
+    """Per metric: elastic's value, the best fixed chunk's, and how many fixed chunks elastic does better than."""
+    elastic = next(r for r in rows if r["policy"] == "elastic")
+    fixed = [r for r in rows if r["policy"].startswith("chunk:")]
+    out = []
+    for metric, better in CHANGING_METRICS.items():
+        best = better(fixed, key=lambda r: r[metric])
+        sign = 1 if better is max else -1
+        beaten = sum(sign * (elastic[metric] - r[metric]) > 0 for r in fixed)
+        out.append({"metric": metric, "elastic": elastic[metric], "best_fixed": best["policy"],
+                    "best_fixed_value": best[metric], "fixed_beaten": f"{beaten}/{len(fixed)}"})
+    return out

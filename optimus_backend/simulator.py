@@ -204,7 +204,7 @@ def load_profile(path: str | Path) -> CostModel:
 
 DEFAULT_POLICIES = "elastic,ar,bd," + ",".join(f"chunk:{c}" for c in range(1, 33))
 DEFAULT_FRACTIONS = "0.05,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0,1.1,1.3"
-DEFAULT_CHANGING = "40@0.1,40@1.1,40@0.3,40~1.0,40@0.05"
+DEFAULT_CHANGING = "burst=40@0.1,40@1.1,40@0.3,40~1.0,40@0.05;wave=30@0.1,30~0.85,30@0.85,30~0.2,30@0.2,30~0.6,30@0.05"
 OUT_DIR = PROJECT_ROOT / "docs" / "benchmarks"
 
 
@@ -217,7 +217,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="steady rates as fractions of the estimated capacity (comma list)")
     parser.add_argument("--duration", type=float, default=120.0, help="seconds of arrivals per steady rate")
     parser.add_argument("--changing", default=DEFAULT_CHANGING,
-                        help="changing load 'secs@frac,secs~frac' (hold / ramp, fractions of capacity); '' skips")
+                        help="changing loads 'label=secs@frac,secs~frac;label=...' (hold / ramp, fractions of "
+                             "capacity); '' skips")
     parser.add_argument("--max-batch", type=int, default=SimConfig.max_batch)
     parser.add_argument("--prompt-len", type=int, default=SimConfig.prompt_len)
     parser.add_argument("--tpot-slo-ms", type=float, default=50.0, help="SLO for the attainment column")
@@ -234,9 +235,10 @@ def run(args: argparse.Namespace) -> int:
     cfg = SimConfig(max_batch=args.max_batch, prompt_len=args.prompt_len)
     policies = args.policies.split(",")
     fractions = [float(v) for v in args.rates.split(",")]
+    changing = dict(item.split("=", 1) for item in args.changing.split(";") if item)
     for path in args.profile:
         cost = load_profile(path)
-        for line in report(cost, acceptance, cfg, policies, fractions, args.duration, args.changing,
+        for line in report(cost, acceptance, cfg, policies, fractions, args.duration, changing,
                            args.tpot_slo_ms, args.seeds, args.out_dir):
             print(line)
     return 0

@@ -49,7 +49,8 @@ def test_schedule_parse_and_arrivals():
 
 
 def test_acceptance_json_round_trip_and_interpolation(tmp_path):
-    stats = AcceptanceStats.from_json({"block_size": B, "committed_per_step": {"4": [1, 1, 2, 2], "8": {"2": 1, "4": 1}}})
+    data = {"block_size": B, "committed_per_step": {"4": [1, 1, 2, 2], "8": {"2": 1, "4": 1}}}
+    stats = AcceptanceStats.from_json(data)
     assert stats.mean(4) == pytest.approx(1.5) and stats.mean(8) == pytest.approx(3.0)
     assert stats.mean(6) == pytest.approx(2.25) and stats.mean(32) == pytest.approx(3.0)
     loaded = AcceptanceStats.load(stats.save(tmp_path / "a.json"))
@@ -78,9 +79,10 @@ def test_summary_counts_the_window(cost):
 def test_report_has_every_policy_and_column(cost, tmp_path):
     policies = ["elastic", "ar", "bd", "chunk:4", "chunk:32"]
     cfg = SimConfig(max_batch=16, warmup_s=1.0)
-    lines = report(cost, synthetic(steps=300), cfg, policies, [0.2, 1.2], 6.0, "3@0.2,3@1.2", 50.0, 1, tmp_path)
-    assert any("elastic_tok_s" in line for line in lines)
-    for kind in ("steady", "changing"):
+    lines = report(cost, synthetic(steps=300), cfg, policies, [0.2, 1.2], 6.0, {"burst": "3@0.2,3@1.2"}, 50.0, 1,
+                   tmp_path)
+    assert any("elastic_tok_s" in line for line in lines) and any("fixed_beaten" in line for line in lines)
+    for kind in ("steady", "burst"):
         rows = list(csv.DictReader((tmp_path / f"simulated_toy_{kind}.csv").open()))
         assert {r["policy"] for r in rows} == set(policies)
         assert set(COLUMNS) <= set(rows[0])
