@@ -40,7 +40,6 @@ MIN_SAMPLES = 8  # requests behind an estimate before it can veto the E[c]/c bou
 Z = 1.0  # standard errors of a neighbour's estimate that a bound allows for (variance taken as the mean)
 RATIO_SLACK = 0.15  # how far measured E[c]/c may rise with c before that bound is dropped
 MAX_AGE = 256  # steps without an observation after which E[c] is out of date
-PRECISE_COUNT = 1000  # requests behind an estimate from which it stays fresh longer
 DRIFT = 0.25  # how far the surprise may leave 1 before every estimate is out of date
 LATENCY_ALPHA = 0.05  # weight of one step in the measured / predicted step-time ratio
 PREFIX_BUCKET = 64  # step-time predictions are cached per batch and prefix bucket
@@ -117,9 +116,7 @@ class ElasticController(ChunkController):
         self._times: dict[tuple[int, int | None], np.ndarray] = {}
 
     def fresh(self) -> np.ndarray:
-        """Observed recently enough: within max_age steps, up to 4x longer for estimates from many requests."""
-        horizon = self.max_age * np.clip(self.count / PRECISE_COUNT, 1.0, 4.0)
-        return self.steps - self.seen <= horizon
+        return self.steps - self.seen <= self.max_age
 
     def neighbour_bounds(self, upper: np.ndarray, lower: np.ndarray, known: np.ndarray,
                          ratio: bool) -> tuple[np.ndarray, np.ndarray]:
