@@ -33,7 +33,7 @@ from . import report
 from .driver import PointSpec, interpolated_capacity, slo_capacity, sweep
 from .metrics import RequestRecord
 from .offline import throughput_vs_batch
-from .workload import chat_prompts, token_prompts
+from .workload import eval_prompts, token_prompts
 
 MODES = "ar,bd,chunk:4,chunk:8,chunk:16,elastic"
 WARMUP_TOKENS = 8
@@ -82,7 +82,7 @@ def load_prompts(args: argparse.Namespace) -> list:
         from optimus_backend.checkpoint import SHAPES
 
         return token_prompts(SHAPES[args.shape]["vocab_size"], args.prompt_len, 64)
-    return chat_prompts(args.checkpoint, args.prompts_per_task)
+    return eval_prompts(args.prompts_per_task)
 
 
 def card(config: EngineConfig) -> str:

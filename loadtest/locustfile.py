@@ -24,7 +24,7 @@ from client import http
 from client.grpc_stream import GrpcStream, read_generation
 from client.result import Generation
 from loadtest.shapes import Arrivals, parse
-from loadtest.workload import chat_prompts
+from loadtest.workload import eval_prompts
 from optimus_backend.config import DEFAULT_CHECKPOINT
 
 grpc_gevent.init_gevent()  # gRPC's own threads must cooperate with Locust's greenlets
@@ -51,7 +51,7 @@ def _setup(environment, **_) -> None:
     if options is None:
         return
     if not PROMPTS:
-        PROMPTS.extend(chat_prompts(options.checkpoint, options.prompts_per_task))
+        PROMPTS.extend(eval_prompts(options.prompts_per_task))
     # gRPC under gevent polls each channel's completion queue from gevent's thread pool (10 threads by default):
     # with more streams than threads, responses wait for a free thread (seconds, seen here with 16 users).
     gevent.get_hub().threadpool.maxsize = 2 * options.max_in_flight + 8

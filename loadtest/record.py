@@ -27,7 +27,7 @@ import numpy as np
 
 from optimus_backend.config import DEFAULT_CHECKPOINT, DecodingMode, EngineConfig, SamplingParams
 
-from .workload import chat_prompts
+from .workload import eval_prompts
 
 MODES = "bd,chunk:1,chunk:2,chunk:4,chunk:8,chunk:16"
 SYNTHETIC_P, SYNTHETIC_Q = 0.9, 0.82  # acceptance.synthetic's model: ~4-5 commits per BD-32 step
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text(json.dumps(synthetic_stats(), indent=1) + "\n")
         print(f"synthetic acceptance statistics -> {args.out}")
         return 0
-    prompts = chat_prompts(args.checkpoint, args.prompts_per_task)
+    prompts = eval_prompts(args.prompts_per_task)
     params = SamplingParams(max_tokens=args.max_tokens, threshold=args.threshold)
     stats = record(args.checkpoint, args.modes.split(","), prompts, params, args.device)
     args.out.write_text(json.dumps(stats, indent=1) + "\n")

@@ -24,7 +24,7 @@ from optimus_backend.serve import TritonServer
 
 from . import report
 from .targets import scrape_gauges
-from .workload import chat_prompts
+from .workload import eval_prompts
 
 SAMPLE_PERIOD_S = 1.0
 SETTLE_S = 30.0  # after the load: time for in-flight work to finish and memory to settle
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     params = {"max_tokens": args.max_tokens}
     server_params = {"checkpoint": str(args.checkpoint.resolve()), "mode": args.mode, "device": "cpu"}
     with TritonServer(server_params, instance_kind="KIND_CPU", log_path=args.out / "triton.log") as server:
-        warm_up(server, chat_prompts(args.checkpoint, 4), params)
+        warm_up(server, eval_prompts(4), params)
         time.sleep(SETTLE_S)
         start = time.monotonic()
         samples = [snapshot(server, start, "baseline")]

@@ -1,4 +1,4 @@
-"""What the load tests send: held-out eval problems in the checkpoint's chat template, or random token ids.
+"""What the load tests send: held-out eval questions (the engine applies the chat template), or random token ids.
 
 Every benchmark draws from the same held-out problems (never trained on), interleaved across tasks, so all modes
 and both protocols see the same request mix.
@@ -6,21 +6,17 @@ and both protocols see the same request mix.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 PROMPTS_PER_TASK = 64
 
 
-def chat_prompts(checkpoint: Path, per_task: int = PROMPTS_PER_TASK) -> list[str]:
-    """Held-out problems of every eval task, wrapped in the checkpoint's chat template, interleaved by task."""
-    from optimus_backend.tokenizer import Tokenizer
+def eval_prompts(per_task: int = PROMPTS_PER_TASK) -> list[str]:
+    """Held-out questions of every eval task, interleaved by task (the engine applies the chat template)."""
     from optimus_backend.training import data
 
-    tokenizer = Tokenizer(checkpoint)
     by_task = [data.held_out(task, per_task) for task in data.TASKS]
-    return [tokenizer.apply_chat_template(problem.question) for group in zip(*by_task) for problem in group]
+    return [problem.question for group in zip(*by_task) for problem in group]
 
 
 def token_prompts(vocab_size: int, length: int, count: int, seed: int = 0) -> list[list[int]]:

@@ -111,6 +111,7 @@ class EngineConfig:
     kv_cpu_bytes: int = 256 * 2**20
     max_running: int = 64
     max_tokens_limit: int = 4096
+    apply_chat_template: bool = True  # wrap text prompts in the checkpoint's chat template, when it has one
     prefix_kv_reuse: bool = True
     out_block: bool = False
     decoding_rule: str = "low_confidence_dynamic"

@@ -132,6 +132,8 @@ class Engine:
         if isinstance(prompt, str):
             if self.tokenizer is None:
                 raise ConfigError("text_input: this model has no tokenizer; submit token ids")
+            if prompt and self.config.apply_chat_template:
+                prompt = self.tokenizer.apply_chat_template(prompt)
             prompt_ids = self.tokenizer.encode(prompt)
         else:
             prompt_ids = list(prompt)

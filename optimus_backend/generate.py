@@ -26,14 +26,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from .engine import Engine
 
-    engine = Engine(engine_config_from_args(args))
+    engine = Engine(engine_config_from_args(args, apply_chat_template=not args.raw))
     try:
         params = SamplingParams(max_tokens=args.max_tokens, threshold=args.threshold, temperature=args.temperature,
                                 top_p=args.top_p, seed=args.seed, stop=args.stop)
-        prompt = args.prompt if args.raw or engine.tokenizer is None else engine.tokenizer.apply_chat_template(args.prompt)
         start = time.perf_counter()
         first = None
-        for delta in engine.submit(prompt, params):
+        for delta in engine.submit(args.prompt, params):
             if delta.text and first is None:
                 first = time.perf_counter() - start
             sys.stdout.write(delta.text)

@@ -142,7 +142,7 @@ def report(cost: CostModel, acceptance: AcceptanceStats, cfg: SimConfig, policie
         row["rate_rps"], row["load"] = job[3].knots[0][1], job[3].knots[0][1] / capacity
     rows = [{"model": name, "load": r.pop("load"), "rate_rps": r.pop("rate_rps"), **r} for r in rows]
     write_csv(rows, out_dir / f"simulated_{name}_steady.csv")
-    plot_steady(rows, f"{name} (reference naive-step profile), batch <= {cfg.max_batch}",
+    plot_steady(rows, f"{name} ({cost.meta.get('device', '')}), batch <= {cfg.max_batch}",
                 out_dir / f"simulated_{name}_steady.png")
     steady = compare(rows, "load")
     write_csv(steady, out_dir / f"simulated_{name}_elastic_vs_fixed.csv")
