@@ -126,7 +126,7 @@ def open_target(args: argparse.Namespace, config: EngineConfig, log_dir: Path, m
             _free_device_memory()
         return
     from optimus_backend.model_setup import resolve_device
-    from optimus_backend.serve import TritonServer, config_to_parameters
+    from optimus_backend.triton_server import TritonServer, config_to_parameters
 
     from .targets import TritonTarget
 

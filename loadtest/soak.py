@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from optimus_backend.config import DEFAULT_CHECKPOINT, PROJECT_ROOT
-from optimus_backend.serve import TritonServer
+from optimus_backend.triton_server import TritonServer
 
 from . import report
 from .targets import scrape_gauges

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .cost_model import write_json
+
 
 @dataclass
 class AcceptanceStats:
@@ -58,10 +60,7 @@ class AcceptanceStats:
         return {"block_size": self.block_size, "source": self.source, "committed_per_step": histograms}
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_json(), indent=1) + "\n")
-        return path
+        return write_json(path, self.to_json())
 
     @staticmethod
     def from_json(data: dict) -> "AcceptanceStats":

@@ -118,10 +118,7 @@ class CostModel:
         }
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_json(), indent=1) + "\n")
-        return path
+        return write_json(path, self.to_json())
 
     @staticmethod
     def load(path: str | Path, expect_meta: dict | None = None) -> "CostModel":
@@ -142,6 +139,14 @@ class CostModel:
             b, c = (int(v) for v in key.lower().split("x"))
             points[(b, c, prefix)] = ms
         return CostModel(points, {"source": Path(path).name, **(meta or {})})
+
+
+def write_json(path: str | Path, data: dict) -> Path:
+    """Writes data as indented JSON, creating the parent folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    return path
 
 
 def cache_name(meta: dict) -> str:

@@ -22,7 +22,7 @@ from loadtest.shapes import Arrivals, parse
 from optimus_backend.cli import main as optimus
 from optimus_backend.config import EngineConfig, SamplingParams
 from optimus_backend.decoding import make_rule
-from optimus_backend.serve import TritonServer
+from optimus_backend.triton_server import TritonServer
 
 ROOT = Path(__file__).resolve().parent.parent
 MODES = ["ar", "bd", "chunk:4", "chunk:8", "chunk:16", "elastic"]

@@ -26,8 +26,8 @@ from client.grpc_stream import GrpcStream, read_generation
 from client.result import Generation
 from optimus_backend.config import ConfigError, EngineConfig, SamplingParams
 from optimus_backend.engine import Engine
-from optimus_backend.serve import (KILL_GRACE_S, MODEL_REPOSITORY, TritonServer, _child_pids, config_from_parameters,
-                                   config_to_parameters, free_port, render_config)
+from optimus_backend.triton_server import (KILL_GRACE_S, MODEL_REPOSITORY, TritonServer, _child_pids, config_from_parameters,
+                                           config_to_parameters, free_port, render_config)
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -24,7 +24,7 @@ if (_ROOT / "optimus_backend").is_dir() and str(_ROOT) not in sys.path:
 
 from optimus_backend.config import ConfigError, DecodingMode, SamplingParams  # noqa: E402
 from optimus_backend.engine import Engine, RequestHandle  # noqa: E402
-from optimus_backend.serve import config_from_parameters  # noqa: E402
+from optimus_backend.triton_server import config_from_parameters  # noqa: E402
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 MONITOR_PERIOD_S = 0.05  # cancellation of requests without deltas (queued), metric flushes
