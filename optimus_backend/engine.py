@@ -244,6 +244,8 @@ class Engine:
     def _emit(self, live: _Live) -> None:
         request = live.request
         tokens = request.generated()
+        if len(tokens) == live.sent_tokens and not request.finished:
+            return  # nothing new committed in the streamable prefix: skip the decode
         text = live.detokenizer.update(tokens, final=request.finished)
         if live.detokenizer.stopped and not request.finished:
             request.finish("stop")
