@@ -146,8 +146,3 @@ def check_mode(model_config, mode: DecodingMode) -> None:
         kind = "a causal (AR) checkpoint" if mode.kind == "ar" else "a block-diffusion checkpoint"
         raise ConfigError(f"mode: {mode} needs {kind}; this checkpoint is "
                           f"{'causal' if model_config.causal else 'block-diffusion'}")
-
-
-def mask_id(model_config) -> int:
-    """The checkpoint's mask token id (-1 for causal checkpoints, which never feed MASK)."""
-    return -1 if model_config.mask_token_id is None else model_config.mask_token_id

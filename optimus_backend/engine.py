@@ -18,7 +18,7 @@ import torch
 
 from kernels import get_kernels
 
-from .config import ConfigError, EngineConfig, SamplingParams, check_mode, mask_id
+from .config import ConfigError, EngineConfig, SamplingParams, check_mode
 from .controller import StepRecord, controller_for
 from .decoding import make_rule
 from .detokenizer import Detokenizer
@@ -146,8 +146,7 @@ class Engine:
         if self.kv.pages_needed(len(prompt_ids) + params.max_tokens) > self.kv.num_pages:
             raise ConfigError(f"max_tokens: the request needs more KV pages than the pool has ({self.kv.num_pages})")
         request_id = request_id or f"req-{next(self._ids)}"
-        request = Request(request_id, prompt_ids, params, cfg.block_size, mask_id(cfg), int(cfg.logits_shift),
-                          frozenset(cfg.eos_token_ids))
+        request = Request.for_model(request_id, prompt_ids, params, cfg)
         handle = RequestHandle(request)
         live = _Live(request, handle, Detokenizer(self.decode, params.stop))
         with self._lock:

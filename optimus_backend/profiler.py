@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from .config import PROJECT_ROOT, EngineConfig, SamplingParams, mask_id
+from .config import PROJECT_ROOT, EngineConfig, SamplingParams
 from .cost_model import CostModel, cache_name, plot
 from .engine_args import add_engine_arguments, engine_config_from_args
 from .model_setup import model_name
@@ -38,8 +38,7 @@ def measure_step(engine, batch: int, chunk: int, prefix: int, repeats: int) -> f
     requests = []
     for i in range(batch):
         prompt = torch.randint(0, cfg.vocab_size, (prefix,), generator=generator).tolist()
-        requests.append(Request(f"profile-{i}", prompt, SamplingParams(max_tokens=chunk), cfg.block_size,
-                                mask_id(cfg), int(cfg.logits_shift)))
+        requests.append(Request.for_model(f"profile-{i}", prompt, SamplingParams(max_tokens=chunk), cfg))
     if not engine.kv.can_admit(batch * (prefix + chunk) + batch * engine.kv.page_size):
         return None
     plans = []

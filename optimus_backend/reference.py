@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from .config import DecodingMode, SamplingParams, check_mode, mask_id
+from .config import DecodingMode, SamplingParams, check_mode
 from .decoding import DecodingRule, LowConfidenceDynamic, choose_tokens
 from .masks import block_causal
 from .model import Transformer, masked_attention
@@ -86,8 +86,7 @@ class ReferenceDecoder:
         cfg = self.model.config
         check_mode(cfg, mode)
         block = cfg.block_size
-        request = Request("ref", list(prompt_ids), params, block, mask_id(cfg), int(cfg.logits_shift),
-                          frozenset(cfg.eos_token_ids))
+        request = Request.for_model("ref", prompt_ids, params, cfg)
         reuse = prefix_reuse and mode.kind != "bd"
         kv = DenseKV(self.model, request.total_len)
         generator = torch.Generator().manual_seed(params.seed) if params.seed is not None else None

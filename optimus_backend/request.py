@@ -12,6 +12,7 @@ import enum
 from dataclasses import dataclass, field
 
 from .config import SamplingParams
+from .model import ModelConfig
 
 
 class StepKind(enum.Enum):
@@ -55,6 +56,16 @@ class Request:
     finished: bool = False
     finish_reason: str | None = None
     output_len: int | None = None  # generated tokens kept when finished (EOS excluded)
+
+    @staticmethod
+    def for_model(request_id: str, prompt_ids: list[int], params: SamplingParams, cfg: ModelConfig) -> "Request":
+        """A request decoded with a checkpoint's block size, mask id, logits shift and EOS ids.
+
+        Causal checkpoints have no mask id: -1 stands in, and their windows never feed a MASK slot.
+        """
+        mask_id = -1 if cfg.mask_token_id is None else cfg.mask_token_id
+        return Request(request_id, list(prompt_ids), params, cfg.block_size, mask_id, int(cfg.logits_shift),
+                       frozenset(cfg.eos_token_ids))
 
     def __post_init__(self) -> None:
         prompt_len = len(self.prompt_ids)

@@ -20,8 +20,8 @@ def mixed_batch(engine: Engine) -> list[tuple[Request, StepPlan]]:
     cfg = engine.model.config
     batch = []
     for i, (prefix, window, cached) in enumerate([(0, 5, 0), (37, 1, 37), (70, 8, 64), (16, 3, 16), (130, 8, 128)]):
-        request = Request(f"r{i}", torch.randint(3, cfg.vocab_size, (prefix + window,)).tolist(),
-                          SamplingParams(max_tokens=8), cfg.block_size, cfg.mask_token_id, 0)
+        request = Request.for_model(f"r{i}", torch.randint(3, cfg.vocab_size, (prefix + window,)).tolist(),
+                                    SamplingParams(max_tokens=8), cfg)
         engine.kv.admit(request.request_id, request.total_len)
         request.cached_len = cached
         start = cached
