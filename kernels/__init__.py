@@ -21,19 +21,27 @@ class Kernels:
     max_softmax: Callable
     lm_head_confidence: Callable
     rms_norm: Callable
+    add_rms_norm: Callable
+    qk_norm_rope: Callable
+    silu_mul: Callable
 
 
 def get_kernels(device: torch.device | str) -> Kernels:
     """Triton kernels on a CUDA device, PyTorch references on any other."""
     if torch.device(device).type == "cuda":
+        from kernels.activation import silu_mul
         from kernels.chunk_attention import chunk_attention, store_kv
         from kernels.confidence import lm_head_confidence, max_softmax
-        from kernels.rms_norm import rms_norm
+        from kernels.rms_norm import add_rms_norm, rms_norm
+        from kernels.rope import qk_norm_rope
 
-        return Kernels(chunk_attention, store_kv, max_softmax, lm_head_confidence, rms_norm)
+        return Kernels(chunk_attention, store_kv, max_softmax, lm_head_confidence, rms_norm, add_rms_norm, qk_norm_rope,
+                       silu_mul)
+    from kernels.activation_ref import silu_mul_reference
     from kernels.chunk_attention_ref import chunk_attention_reference, store_kv_reference
     from kernels.confidence_ref import lm_head_confidence_reference, max_softmax_reference
-    from kernels.rms_norm_ref import rms_norm_reference
+    from kernels.rms_norm_ref import add_rms_norm_reference, rms_norm_reference
+    from kernels.rope_ref import qk_norm_rope_reference
 
     return Kernels(chunk_attention_reference, store_kv_reference, max_softmax_reference, lm_head_confidence_reference,
-                   rms_norm_reference)
+                   rms_norm_reference, add_rms_norm_reference, qk_norm_rope_reference, silu_mul_reference)

@@ -92,7 +92,8 @@ class Engine:
         self.kv = PagedKVCache(cfg, self._num_pages(), config.page_size, self.device, self.dtype)
         fast = config.use_kernels and self.device.type == "cuda"
         kernels = get_kernels(self.device if fast else "cpu")
-        self.model.use_rms_norm(kernels.rms_norm)
+        self.model.use_kernels(kernels)
+        self.model.fuse_projections()
         self.runner = StepRunner(self.model, self.kv, kernels,
                                  make_rule(config.decoding_rule),
                                  (config.max_running, config.graph_max_tokens) if fast and config.cuda_graphs else None)

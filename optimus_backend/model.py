@@ -8,13 +8,18 @@ Module names follow Hugging Face's so checkpoints load without renaming.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kernels.rms_norm_ref import rms_norm_reference
+from kernels.activation_ref import silu_mul_reference
+from kernels.rms_norm_ref import add_rms_norm_reference, rms_norm_reference
+from kernels.rope_ref import qk_norm_rope_reference, rope_cos_sin
+
+if TYPE_CHECKING:
+    from kernels import Kernels
 
 # (layer index, q [N,T,Hq,D], k [N,T,Hkv,D], v [N,T,Hkv,D]) -> [N,T,Hq,D]
 AttentionFn = Callable[[int, Tensor, Tensor, Tensor], Tensor]
@@ -51,24 +56,15 @@ class RMSNorm(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(dim))
         self.eps = eps
-        self.impl: Callable[[Tensor, Tensor, float], Tensor] = rms_norm_reference  # see use_rms_norm
+        self.impl = rms_norm_reference  # swapped by Transformer.use_kernels
+        self.add_impl = add_rms_norm_reference
 
     def forward(self, x: Tensor) -> Tensor:
         return self.impl(x, self.weight, self.eps)
 
-
-def rope_cos_sin(positions: Tensor, head_dim: int, theta: float, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    """cos/sin tables [N, T, 1, head_dim] for absolute positions [N, T]."""
-    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim))
-    angles = positions.float().unsqueeze(-1) * inv_freq
-    emb = torch.cat((angles, angles), dim=-1).unsqueeze(2)
-    return emb.cos().to(dtype), emb.sin().to(dtype)
-
-
-def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    half = x.shape[-1] // 2
-    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-    return x * cos + rotated * sin
+    def add(self, x: Tensor, residual: Tensor) -> tuple[Tensor, Tensor]:
+        """(norm(x + residual), x + residual): the residual add fused into the norm."""
+        return self.add_impl(x, residual, self.weight, self.eps)
 
 
 class SelfAttention(nn.Module):
@@ -84,15 +80,28 @@ class SelfAttention(nn.Module):
             self.q_norm = RMSNorm(self.head_dim, cfg.rms_norm_eps)
             self.k_norm = RMSNorm(self.head_dim, cfg.rms_norm_eps)
         self.qk_norm = cfg.qk_norm
+        self.eps = cfg.rms_norm_eps
+        self.qk_norm_rope = qk_norm_rope_reference  # swapped by Transformer.use_kernels
+        self.qkv_weight: Tensor | None = None  # set by fuse_projections
+        self.qkv_bias: Tensor | None = None
+
+    def fuse_projections(self) -> None:
+        """One [q; k; v] GEMM instead of three; the separate weights become views of the fused one."""
+        self.qkv_weight = _fuse_linears(self.q_proj, self.k_proj, self.v_proj)
+        if self.q_proj.bias is not None:
+            self.qkv_bias = _fuse_biases(self.q_proj, self.k_proj, self.v_proj)
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, attention: AttentionFn) -> Tensor:
         n, t, _ = x.shape
-        q = self.q_proj(x).view(n, t, self.num_heads, self.head_dim)
-        k = self.k_proj(x).view(n, t, self.num_kv_heads, self.head_dim)
-        v = self.v_proj(x).view(n, t, self.num_kv_heads, self.head_dim)
-        if self.qk_norm:
-            q, k = self.q_norm(q), self.k_norm(k)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if self.qkv_weight is not None:
+            qkv = F.linear(x, self.qkv_weight, self.qkv_bias).view(n, t, -1, self.head_dim)
+            q, k, v = qkv.split([self.num_heads, self.num_kv_heads, self.num_kv_heads], dim=2)
+        else:
+            q = self.q_proj(x).view(n, t, self.num_heads, self.head_dim)
+            k = self.k_proj(x).view(n, t, self.num_kv_heads, self.head_dim)
+            v = self.v_proj(x).view(n, t, self.num_kv_heads, self.head_dim)
+        q_weight, k_weight = (self.q_norm.weight, self.k_norm.weight) if self.qk_norm else (None, None)
+        q, k = self.qk_norm_rope(q, k, cos, sin, q_weight, k_weight, self.eps)
         out = attention(self.layer, q, k, v)
         return self.o_proj(out.reshape(n, t, self.num_heads * self.head_dim))
 
@@ -103,9 +112,19 @@ class MLP(nn.Module):
         self.gate_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
         self.up_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
         self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
+        self.silu_mul = silu_mul_reference  # swapped by Transformer.use_kernels
+        self.gate_up_weight: Tensor | None = None  # set by fuse_projections
+
+    def fuse_projections(self) -> None:
+        """One [gate; up] GEMM instead of two; the separate weights become views of the fused one."""
+        self.gate_up_weight = _fuse_linears(self.gate_proj, self.up_proj)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        if self.gate_up_weight is not None:
+            gate_up = F.linear(x, self.gate_up_weight)
+        else:
+            gate_up = torch.cat((self.gate_proj(x), self.up_proj(x)), dim=-1)
+        return self.down_proj(self.silu_mul(gate_up))
 
 
 class DecoderLayer(nn.Module):
@@ -116,9 +135,16 @@ class DecoderLayer(nn.Module):
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, attention: AttentionFn) -> Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, attention)
-        return x + self.mlp(self.post_attention_layernorm(x))
+    def forward(self, x: Tensor, residual: Tensor | None, cos: Tensor, sin: Tensor,
+                attention: AttentionFn) -> tuple[Tensor, Tensor]:
+        """(this layer's MLP output, the residual stream before it); the caller adds the two, fused into the
+        next norm. ``residual`` is None for the first layer, whose input is the residual stream itself."""
+        if residual is None:
+            h, residual = self.input_layernorm(x), x
+        else:
+            h, residual = self.input_layernorm.add(x, residual)
+        h, residual = self.post_attention_layernorm.add(self.self_attn(h, cos, sin, attention), residual)
+        return self.mlp(h), residual
 
 
 class Backbone(nn.Module):
@@ -144,18 +170,43 @@ class Transformer(nn.Module):
         """input_ids, positions: [N, T] -> hidden [N, T, hidden_size] (after the final norm)."""
         x = self.model.embed_tokens(input_ids)
         cos, sin = rope_cos_sin(positions, self.config.head_dim, self.config.rope_theta, x.dtype)
+        residual = None
         for layer in self.model.layers:
-            x = layer(x, cos, sin, attention)
-        return self.model.norm(x)
+            x, residual = layer(x, residual, cos, sin, attention)
+        return self.model.norm.add(x, residual)[0] if residual is not None else self.model.norm(x)
 
     def logits(self, hidden: Tensor) -> Tensor:
         return self.lm_head(hidden)
 
-    def use_rms_norm(self, impl: Callable[[Tensor, Tensor, float], Tensor]) -> None:
-        """Swaps every RMSNorm's implementation (the engine plugs in the fused kernel on CUDA)."""
+    def use_kernels(self, kernels: Kernels) -> None:
+        """Swaps the elementwise pieces (norms, q/k norm + RoPE, SiLU-and-multiply) for ``kernels``' versions."""
         for module in self.modules():
             if isinstance(module, RMSNorm):
-                module.impl = impl
+                module.impl, module.add_impl = kernels.rms_norm, kernels.add_rms_norm
+            elif isinstance(module, SelfAttention):
+                module.qk_norm_rope = kernels.qk_norm_rope
+            elif isinstance(module, MLP):
+                module.silu_mul = kernels.silu_mul
+
+    def fuse_projections(self) -> None:
+        """Fuses q/k/v and gate/up into single GEMMs (inference only; no extra memory)."""
+        for module in self.modules():
+            if isinstance(module, (SelfAttention, MLP)):
+                module.fuse_projections()
+
+
+def _fuse_linears(*linears: nn.Linear) -> Tensor:
+    fused = torch.cat([linear.weight.data for linear in linears])
+    for linear, view in zip(linears, fused.split([linear.out_features for linear in linears])):
+        linear.weight.data = view
+    return fused
+
+
+def _fuse_biases(*linears: nn.Linear) -> Tensor:
+    fused = torch.cat([linear.bias.data for linear in linears])
+    for linear, view in zip(linears, fused.split([linear.out_features for linear in linears])):
+        linear.bias.data = view
+    return fused
 
 
 def repeat_kv(x: Tensor, num_heads: int) -> Tensor:

@@ -1,10 +1,19 @@
 #!/usr/bin/env bash
-# One device call: CUDA engine tests, then engine-step profiles of the Qwen3 shapes (JSON + PNG under $OUT).
+# One device call: CUDA tests, the step breakdown of the 8B shape, then engine-step profiles (JSON under $OUT,
+# also left in the profile cache for a scale run on the same machine). Plots are drawn afterwards, off the GPU,
+# with optimus_backend.cost_model.plot.
 set -uo pipefail
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-python3 -m pytest -q -x tests/test_engine_cuda.py 2>&1 | tail -15
-for shape in ${SHAPES:-qwen3-8b}; do
-  python3 -m optimus_backend.cli profile --shape "$shape" --device cuda ${PROFILE_ARGS:-} \
-    --out "$OUT/profile_${shape}.json" --plot "$OUT/profile_${shape}.png" 2>&1 | grep -v "profiling T" | tail -80
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu_check.log"
+python3 -m pytest -q -x tests/test_engine_cuda.py tests/test_kernels.py 2>&1 | tail -15 | tee -a "$OUT/gpu_check.log"
+python3 scripts/profile_step.py qwen3-8b 2>&1 | tee -a "$OUT/gpu_check.log"
+for target in ${PROFILE_TARGETS:---checkpoint=models/optimus-tiny --shape=qwen3-1.7b --shape=qwen3-8b}; do
+  name=$(basename "${target#*=}")
+  python3 -m optimus_backend.cli profile "$target" --device cuda ${PROFILE_ARGS:-} \
+    --out "$OUT/profile_${name}.json" 2>&1 | grep -v "profiling T" | tail -5 | tee -a "$OUT/gpu_check.log"
+  mkdir -p .cache/profiles && python3 - "$OUT/profile_${name}.json" <<'EOF'
+import shutil, sys
+from optimus_backend.cost_model import CostModel, cache_name
+shutil.copy(sys.argv[1], f".cache/profiles/{cache_name(CostModel.load(sys.argv[1]).meta)}")
+EOF
 done

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,11 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from optimus_backend.checkpoint import save_checkpoint
 from optimus_backend.model import ModelConfig, Transformer
 
+if not torch.cuda.is_available():
+    # Triton decides interpreted or compiled when a @triton.jit function is defined, its own library included: some
+    # imports (transformers' models) load triton.language early, which must then be interpreted too on a CPU box.
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 SPECIALS = ["<|pad|>", "<|eos|>", "<|mask|>", "<|user|>", "<|assistant|>"]
 CORPUS = [
     "the quick brown fox jumps over the lazy dog",
@@ -19,6 +25,18 @@ CORPUS = [
     "to be or not to be, that is the question",
     "stop here STOP there; end of line",
 ] * 20
+
+
+@pytest.fixture
+def poisoned(monkeypatch):
+    """torch.empty / empty_like return NaN-filled floats and -7-filled integers."""
+    empty, empty_like = torch.empty, torch.empty_like
+
+    def poison(tensor):
+        return tensor.fill_(float("nan") if tensor.is_floating_point() else -7)
+
+    monkeypatch.setattr(torch, "empty", lambda *a, **k: poison(empty(*a, **k)))
+    monkeypatch.setattr(torch, "empty_like", lambda *a, **k: poison(empty_like(*a, **k)))
 
 
 def write_tokenizer(directory: Path) -> Tokenizer:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from kernels import get_kernels
+from kernels.rope_ref import rope_cos_sin
 from optimus_backend.config import EngineConfig, SamplingParams
 from optimus_backend.engine import Engine
 from optimus_backend.profiler import fill_kv_random
@@ -65,3 +67,29 @@ def test_kernels_commit_what_the_references_commit(tiny_checkpoint, mode):
         run_to_end(engine, handles)
         results.append([h.request.generated() for h in handles])
     assert results[0] == results[1]
+
+
+def test_fused_elementwise_kernels_match_references_on_cuda(poisoned):
+    """Compiled (not interpreted) fused kernels on fresh random bf16 inputs, outputs checked against the references;
+    the residual sum must equal PyTorch's bf16 add exactly."""
+    fast, ref = get_kernels("cuda"), get_kernels("cpu")
+    dtype, device, tokens, hq, hkv, head_dim = torch.bfloat16, "cuda", 37, 32, 8, 128
+
+    def rel(got, expected):
+        return float((got.float() - expected.float()).norm() / expected.float().norm())
+
+    qkv = torch.randn(tokens, hq + 2 * hkv, head_dim, dtype=dtype, device=device)
+    q, k = qkv[:, :hq], qkv[:, hq:hq + hkv]
+    cos, sin = rope_cos_sin(torch.randint(0, 4096, (tokens,), device=device), head_dim, 1e6, dtype)
+    weights = torch.randn(head_dim, dtype=dtype, device=device), torch.randn(head_dim, dtype=dtype, device=device)
+    for got, expected in zip(fast.qk_norm_rope(q, k, cos, sin, *weights, 1e-6),
+                             ref.qk_norm_rope(q, k, cos, sin, *weights, 1e-6)):
+        assert rel(got, expected) < 1e-2
+    x, residual = (torch.randn(tokens, 4096, dtype=dtype, device=device) for _ in range(2))
+    weight = torch.randn(4096, dtype=dtype, device=device)
+    normed, summed = fast.add_rms_norm(x, residual, weight, 1e-6)
+    assert torch.equal(summed, x + residual)
+    assert rel(normed, ref.add_rms_norm(x, residual, weight, 1e-6)[0]) < 1e-2
+    assert rel(fast.rms_norm(x, weight, 1e-6), ref.rms_norm(x, weight, 1e-6)) < 1e-2
+    gate_up = torch.randn(tokens, 2 * 12288, dtype=dtype, device=device)
+    assert rel(fast.silu_mul(gate_up), ref.silu_mul(gate_up)) < 1e-2

@@ -12,7 +12,10 @@ import torch.nn.functional as F
 
 from kernels import get_kernels
 from kernels.chunk_attention_ref import chunk_attention_reference, store_kv_reference
+from kernels.activation_ref import silu_mul_reference
 from kernels.confidence_ref import lm_head_confidence_reference, max_softmax_reference
+from kernels.rms_norm_ref import add_rms_norm_reference
+from kernels.rope_ref import qk_norm_rope_reference, rope_cos_sin
 
 
 def interpreted_copy(name: str) -> ModuleType:
@@ -47,18 +50,6 @@ def interpreter(monkeypatch):
 
 
 TOLERANCE = {torch.bfloat16: 1e-2, torch.float16: 2e-3, torch.float32: 1e-4}
-
-
-@pytest.fixture
-def poisoned(monkeypatch):
-    """torch.empty / empty_like return NaN-filled floats and -7-filled integers."""
-    empty, empty_like = torch.empty, torch.empty_like
-
-    def poison(tensor):
-        return tensor.fill_(float("nan") if tensor.is_floating_point() else -7)
-
-    monkeypatch.setattr(torch, "empty", lambda *a, **k: poison(empty(*a, **k)))
-    monkeypatch.setattr(torch, "empty_like", lambda *a, **k: poison(empty_like(*a, **k)))
 
 
 def relative_error(out, ref):
@@ -203,6 +194,8 @@ def test_cpu_dispatch_returns_references():
     kernels = get_kernels("cpu")
     assert kernels.chunk_attention is chunk_attention_reference and kernels.store_kv is store_kv_reference
     assert kernels.max_softmax is max_softmax_reference
+    assert kernels.qk_norm_rope is qk_norm_rope_reference and kernels.silu_mul is silu_mul_reference
+    assert kernels.add_rms_norm is add_rms_norm_reference
 
 
 rms_norm_kernels = interpreted_copy("kernels.rms_norm")
@@ -219,3 +212,87 @@ def test_rms_norm_matches_reference(dtype, tolerance, shape):
     got = rms_norm_kernels.rms_norm(x, weight, 1e-6, out=torch.full_like(x, float("nan"))).float()
     assert torch.isfinite(got).all()
     assert float((got - expected).norm() / expected.norm()) < tolerance
+
+
+@pytest.mark.parametrize("dtype,tolerance", [(torch.float32, 1e-5), (torch.float16, 2e-3), (torch.bfloat16, 1e-2)])
+@pytest.mark.parametrize("shape", [(3, 64), (2, 5, 100)])
+def test_add_rms_norm_matches_reference(dtype, tolerance, shape, poisoned):
+    x, residual = (torch.randn(shape) * 3).to(dtype), (torch.randn(shape) * 3).to(dtype)
+    weight = (torch.rand(shape[-1]) + 0.5).to(dtype)
+    expected, expected_sum = add_rms_norm_reference(x, residual, weight, 1e-6)
+    got, got_sum = rms_norm_kernels.add_rms_norm(x, residual, weight, 1e-6)
+    assert torch.isfinite(got).all() and relative_error(got, expected) < tolerance
+    if dtype == torch.bfloat16:  # the interpreter truncates fp32 -> bf16 (CUDA rounds to nearest even)
+        assert relative_error(got_sum, expected_sum) < tolerance
+    else:
+        assert torch.equal(got_sum, expected_sum)
+
+
+rope_kernels = interpreted_copy("kernels.rope")
+activation_kernels = interpreted_copy("kernels.activation")
+
+ROPE_CASES = {
+    # name: leading shape, q heads, kv heads, head dim, q/k norm, q/k sliced from a fused qkv output
+    "fused_qwen3_gqa": ((7,), 4, 2, 64, True, True),
+    "batched_fused_llama": ((2, 3), 3, 1, 16, False, True),
+    "batched_contiguous_norm": ((2, 5), 2, 2, 16, True, False),
+    "fused_mha_no_norm": ((5,), 2, 2, 64, False, True),
+}
+
+
+def make_qk(leading, q_heads, kv_heads, head_dim, norm, fused, dtype, seed):
+    """q, k (strided slices of one qkv tensor when fused), cos/sin from positions, norm weights or None."""
+    gen = torch.Generator().manual_seed(seed)
+    if fused:
+        qkv = torch.randn(*leading, (q_heads + 2 * kv_heads) * head_dim, generator=gen).to(dtype)
+        heads = qkv.view(*leading, q_heads + 2 * kv_heads, head_dim)
+        q, k = heads[..., :q_heads, :], heads[..., q_heads : q_heads + kv_heads, :]
+    else:
+        q = torch.randn(*leading, q_heads, head_dim, generator=gen).to(dtype)
+        k = torch.randn(*leading, kv_heads, head_dim, generator=gen).to(dtype)
+    positions = torch.randint(0, 60, leading, generator=gen)
+    cos, sin = rope_cos_sin(positions, head_dim, 10_000.0, dtype)
+    weights = [(torch.rand(head_dim, generator=gen) + 0.5).to(dtype) if norm else None for _ in range(2)]
+    return q, k, cos, sin, *weights
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("name", ROPE_CASES)
+def test_qk_norm_rope_matches_reference(name, dtype, poisoned):
+    inputs = make_qk(*ROPE_CASES[name], dtype, seed=len(name))
+    if ROPE_CASES[name][-1]:
+        assert not inputs[0].is_contiguous() and not inputs[1].is_contiguous()
+    q, k = rope_kernels.qk_norm_rope(*inputs, 1e-6)
+    ref_q, ref_k = qk_norm_rope_reference(*inputs, 1e-6)
+    for out, ref in ((q, ref_q), (k, ref_k)):
+        assert out.shape == ref.shape and out.is_contiguous() and torch.isfinite(out).all()
+        assert relative_error(out, ref) < {**TOLERANCE, torch.float32: 1e-5}[dtype]
+
+
+@pytest.mark.parametrize("name", ROPE_CASES)
+def test_rope_reference_matches_complex_rotation(name):
+    """Rotate-half RoPE is the complex rotation of each pair (x_i, x_{i+D/2}) by position * theta^(-2i/D),
+    after an RMSNorm computed here in float64."""
+    leading, q_heads, kv_heads, head_dim, norm, fused = ROPE_CASES[name]
+    q, k, cos, sin, q_weight, k_weight = make_qk(*ROPE_CASES[name], torch.float32, seed=3)
+    positions = torch.arange(torch.Size(leading).numel()).view(leading) * 7 % 50
+    cos, sin = rope_cos_sin(positions, head_dim, 10_000.0, torch.float32)
+    ref_q, ref_k = qk_norm_rope_reference(q, k, cos, sin, q_weight, k_weight, 1e-6)
+    half = head_dim // 2
+    angles = positions.double()[..., None, None] * 10_000.0 ** (-torch.arange(half).double() / half)
+    for x, weight, ref in ((q, q_weight, ref_q), (k, k_weight, ref_k)):
+        x = x.double()
+        if weight is not None:
+            x = x / x.pow(2).mean(-1, keepdim=True).add(1e-6).sqrt() * weight.double()
+        rotated = torch.complex(x[..., :half], x[..., half:]) * torch.polar(torch.ones_like(angles), angles)
+        assert relative_error(ref, torch.cat((rotated.real, rotated.imag), dim=-1)) < 1e-5
+
+
+@pytest.mark.parametrize("dtype,tolerance", [(torch.float32, 1e-5), (torch.float16, 2e-3), (torch.bfloat16, 1e-2)])
+@pytest.mark.parametrize("shape", [(3, 2 * 40), (2, 3, 2 * 1500)])
+def test_silu_mul_matches_reference(dtype, tolerance, shape, poisoned):
+    gate_up = (torch.randn(shape) * 3).to(dtype)
+    got = activation_kernels.silu_mul(gate_up)
+    expected = silu_mul_reference(gate_up)
+    assert got.shape == expected.shape and torch.isfinite(got).all()
+    assert relative_error(got, expected) < tolerance
