@@ -61,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt-len", type=int, default=256)
     parser.add_argument("--batches", default="1,16,64")
     parser.add_argument("--max-running", type=int, default=128)
-    parser.add_argument("--hf-batches", default="32")
+    parser.add_argument("--hf-batches", default="32", help='HF peer batch sizes ("" skips the peer)')
     parser.add_argument("--budget-s", type=float, default=440.0, help="wall-clock budget of the whole run")
     parser.add_argument("--out", type=Path, required=True)
 
@@ -154,11 +154,12 @@ def main(argv: list[str] | None = None) -> int:
     results = Results(args.out)
     shapes = args.shapes.split(",")
     shares = [float(w) for w in args.shares.split(",")][:len(shapes)]
-    engines_end = start + (1 - HF_SHARE) * args.budget_s
+    hf = bool(args.hf_batches.strip())
+    engines_end = start + (1 - HF_SHARE if hf else 1) * args.budget_s
     for i, shape in enumerate(shapes):
         part = shares[i] / sum(shares[i:])
         run_shape(args, shape, time.monotonic() + part * (engines_end - time.monotonic()), results, log)
-    for i, shape in enumerate(shapes):  # the first shape's peer may use all but HF_RESERVE_S per later shape
+    for i, shape in enumerate(shapes if hf else []):  # the first peer may use all but HF_RESERVE_S per later shape
         run_hf(args, shape, start + args.budget_s - HF_RESERVE_S * (len(shapes) - 1 - i), results, log)
     log("done")
     return 0

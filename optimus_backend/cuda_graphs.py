@@ -1,8 +1,9 @@
 """CUDA graphs of the model forward, bucketed by (requests, tokens), so a step costs one replay on the host.
 
 A step's packed metadata is copied into static buffers; the bucket is padded with one dummy request that
-owns the padding tokens (prefix 0, no KV writes) and empty requests after it. Graphs are captured lazily, on
-a bucket's first use, after an eager warm-up run (which also lets Triton pick its kernel configs).
+owns the padding tokens (prefix 0, no KV writes) and empty requests after it. Every bucket is captured when
+the engine starts (largest first, each after an eager warm-up run that lets Triton pick its kernel configs), so
+no request ever waits for a capture; a kernel launch depends only on the bucket, never on the step's contents.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Callable
 
 import torch
 from torch import Tensor
+from tqdm import tqdm
 
 from .model import Transformer
 
@@ -23,7 +25,8 @@ class GraphedForward:
     """Replays a captured forward (input ids -> final hidden states) for steps that fit a bucket."""
 
     def __init__(self, model: Transformer, max_requests: int, max_tokens: int, max_pages: int,
-                 attention_for: Callable):
+                 attention_for: Callable, empty_step):
+        """``empty_step`` is a StepBatch of no requests, from which every bucket's padded layout is captured."""
         device = next(model.parameters()).device
         self.model = model
         self.attention_for = attention_for  # StepBatch -> AttentionFn
@@ -38,12 +41,18 @@ class GraphedForward:
         self.page_table = torch.zeros(b_max, max_pages, dtype=torch.int32, device=device)
         self.graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, Tensor]] = {}
         self.pool = None
+        keys = [(b, t) for t in reversed(self.token_buckets) for b in self.request_buckets if t >= b - 1]
+        for key in tqdm(keys, desc="capturing CUDA graphs"):
+            self._load(empty_step, *key)
+            self._capture(key, self._static_step(empty_step, *key))
 
     def bucket(self, step) -> tuple[int, int] | None:
         """The smallest (requests + dummy, tokens) bucket holding the step, or None (run it eagerly)."""
         b = bisect.bisect_left(self.request_buckets, step.prefix_lens.numel() + 1)
         t = bisect.bisect_left(self.token_buckets, step.input_ids.numel())
         if b == len(self.request_buckets) or t == len(self.token_buckets):
+            return None
+        if self.token_buckets[t] < self.request_buckets[b] - 1:  # never captured: each real request feeds >= 1
             return None
         if step.page_table.shape[1] > self.page_table.shape[1]:
             return None
@@ -76,9 +85,6 @@ class GraphedForward:
         """Final hidden states [T, D] of the step's real tokens."""
         b_pad, t_pad = key
         self._load(step, b_pad, t_pad)
-        static = self._static_step(step, b_pad, t_pad)
-        if key not in self.graphs:
-            self._capture(key, static)
         graph, hidden = self.graphs[key]
         graph.replay()
         return hidden[:step.input_ids.numel()]

@@ -73,4 +73,4 @@ class PagedKVCache:
         """[b, max_pages] int32, padded with page 0 (never read past a request's prefix)."""
         width = max(1, max((len(self.tables[r]) for r in request_ids), default=1))
         rows = [self.tables[r] + [0] * (width - len(self.tables[r])) for r in request_ids]
-        return torch.tensor(rows, dtype=torch.int32, device=device)
+        return torch.tensor(rows, dtype=torch.int32, device=device).reshape(len(rows), width)

@@ -46,7 +46,7 @@ class StepRunner:
         if graph_limits is not None:
             max_pages = kv.pages_needed(model.config.max_position_embeddings)
             self.graphs = GraphedForward(model, *graph_limits, max_pages,
-                                         lambda step: self.attention(step, model.config.block_size))
+                                         lambda step: self.attention(step, model.config.block_size), self.pack([]))
 
     def pack(self, batch: list[tuple[Request, StepPlan]]) -> StepBatch:
         ids, positions, slots, cu, scored_rows = [], [], [], [0], []
