@@ -90,9 +90,8 @@ def run_shape(args: argparse.Namespace, shape: str, deadline: float, results: Re
         share = (deadline - started) / (len(modes) - i)
         config = bench.mode_config(bargs, mode)
         labels = {**base, "mode": mode, "checkpoint": config.shape}
-        try:  # no rate point starts past 60% of the mode's share: warm-up, drain and offline runs need the rest
-            rows, offline = bench.bench_mode(bargs, config, prompts, spec, labels, rates, batches,
-                                             started + 0.6 * share)
+        try:
+            rows, offline = bench.bench_mode(bargs, config, prompts, spec, labels, rates, batches, started + share)
         except Exception:  # one broken mode must not lose the others' numbers
             log(f"{shape} {mode} failed:\n{traceback.format_exc()}")
             continue

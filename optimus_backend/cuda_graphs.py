@@ -41,7 +41,9 @@ class GraphedForward:
         self.page_table = torch.zeros(b_max, max_pages, dtype=torch.int32, device=device)
         self.graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, Tensor]] = {}
         self.pool = None
-        keys = [(b, t) for t in reversed(self.token_buckets) for b in self.request_buckets if t >= b - 1]
+        # a step in bucket b_pad has at least the previous request bucket's count of requests, each feeding >= 1 token
+        smallest = dict(zip(self.request_buckets, [1] + self.request_buckets[:-1]))
+        keys = [(b, t) for t in reversed(self.token_buckets) for b in self.request_buckets if t >= smallest[b]]
         for key in tqdm(keys, desc="capturing CUDA graphs"):
             self._load(empty_step, *key)
             self._capture(key, self._static_step(empty_step, *key))
@@ -51,8 +53,6 @@ class GraphedForward:
         b = bisect.bisect_left(self.request_buckets, step.prefix_lens.numel() + 1)
         t = bisect.bisect_left(self.token_buckets, step.input_ids.numel())
         if b == len(self.request_buckets) or t == len(self.token_buckets):
-            return None
-        if self.token_buckets[t] < self.request_buckets[b] - 1:  # never captured: each real request feeds >= 1
             return None
         if step.page_table.shape[1] > self.page_table.shape[1]:
             return None
