@@ -35,7 +35,7 @@ from .metrics import RequestRecord
 from .offline import throughput_vs_batch
 from .workload import eval_prompts, token_prompts
 
-SWEEP_SHARE = 0.6  # of a time-boxed mode's time left after warm-up, for starting rate points
+SWEEP_SHARE = 0.6  # of a time-boxed mode's seconds, for starting rate points
 MODES = "ar,bd,chunk:4,chunk:8,chunk:16,elastic"
 WARMUP_TOKENS = 8
 
@@ -155,14 +155,13 @@ def warm_up(target, prompts: list, params: dict, batch: int) -> None:
 
 
 def bench_mode(args: argparse.Namespace, config: EngineConfig, prompts: list, spec: PointSpec, labels: dict,
-               rates: list[float], batches: list[int], deadline: float | None = None) -> tuple[list[dict], list[dict]]:
-    """(sweep rows, offline rows) of one mode that should end by ``deadline`` (time.monotonic): after the start
-    and warm-up, no rate point starts past SWEEP_SHARE of the time left (drains and offline runs need the rest)."""
+               rates: list[float], batches: list[int], seconds: float | None = None) -> tuple[list[dict], list[dict]]:
+    """(sweep rows, offline rows) of one mode, time-boxed to about ``seconds`` after its start and warm-up (which
+    are not counted: the first mode compiles the kernels): no rate point starts past SWEEP_SHARE of them."""
     with open_target(args, config, args.out, max(batches)) as target:
         warm_up(target, prompts, spec.params, max(batches))
         labels = {**labels, "path": target.label}
-        now = time.monotonic()
-        sweep_end = None if deadline is None else now + SWEEP_SHARE * (deadline - now)
+        sweep_end = None if seconds is None else time.monotonic() + SWEEP_SHARE * seconds
         rows = [{**labels, **row} for row in sweep(target, rates, spec, config.mode, sweep_end)]
         offline = [{**labels, **row} for row in throughput_vs_batch(target, prompts, spec.params, batches)]
     return rows, offline

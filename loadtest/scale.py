@@ -91,7 +91,7 @@ def run_shape(args: argparse.Namespace, shape: str, deadline: float, results: Re
         config = bench.mode_config(bargs, mode)
         labels = {**base, "mode": mode, "checkpoint": config.shape}
         try:
-            rows, offline = bench.bench_mode(bargs, config, prompts, spec, labels, rates, batches, started + share)
+            rows, offline = bench.bench_mode(bargs, config, prompts, spec, labels, rates, batches, share)
         except Exception:  # one broken mode must not lose the others' numbers
             log(f"{shape} {mode} failed:\n{traceback.format_exc()}")
             continue
