@@ -4,17 +4,20 @@ The elastic rule, every step at batch b: c* = argmax_c b*E[c]/T(b, c), committed
 from the profiled cost model and E[c] (committed tokens per request per step at chunk c) is learned online:
 
 - E[c] is a moving average per c that counts requests, not steps (a step of b requests weighs like b
-  observations, capped so that one step never dominates): a running mean for its first 1/alpha requests, an
-  exponential moving average after that. For decisions the fresh estimates are made nondecreasing in c by a
-  weighted isotonic fit, so an estimate from a few requests yields to better-measured neighbours.
-- An estimate is *fresh* while it was observed within ``max_age`` steps (and since the last shift). A c with no
-  fresh estimate is bounded by its nearest fresh neighbours, assuming E is nondecreasing in c and E[c]/c is
-  nonincreasing: at most min(c, E[above], E[below] * c / below), at least max(E[below], E[above] * c / above);
-  the E[c]/c part is dropped while measured estimates contradict it. Decisions use the upper bound: this optimism
-  is the only exploration, an unknown or out-of-date c is tried exactly when it could beat the best known one.
-  With nothing observed E[c] = c, so the first step runs the largest chunk (the cold start).
+  observations, capped so that one step never dominates): a running mean while few requests are behind it, an
+  exponential moving average after that. Each estimate carries the requests' worth of information behind it (its
+  inverse variance), which halves every ``half_life`` steps that c is not observed: an old estimate keeps its value
+  but grows less certain.
+- Decisions use confidence bounds: the estimates made nondecreasing in c by a weighted isotonic fit (an estimate
+  from a few requests yields to better-measured neighbours), plus or minus ``Z`` standard errors, and clipped by
+  the nearest observed neighbours, assuming E is nondecreasing in c and E[c]/c nonincreasing: at most
+  min(c, E[above], E[below] * c / below), at least max(E[below], E[above] * c / above) (the E[c]/c part is dropped
+  while measured estimates contradict it). An unobserved c gets the neighbours' bounds only. The choice uses the
+  upper bound: this optimism is the only exploration, a c is tried when it could beat the best known one, so a c
+  far from the best is not re-tried once measured and a close one is re-checked as its estimate ages. With nothing
+  observed E[c] = c, so the first step runs the largest chunk (the cold start).
 - The surprise, a fast moving average of observed / estimated E over the steps (whatever their c), detects a
-  shift in acceptance: when it leaves 1 by more than ``drift``, every other estimate is marked out of date.
+  shift in acceptance: when it leaves 1 by more than ``drift``, every other estimate is forgotten.
 - With a TPOT SLO, c must keep T(b, c)/E[c] <= SLO by the lower bound of E (so exploration never gambles with the
   SLO) when some candidate does. At a fixed b the throughput-best c is also the TPOT-best (b is common to all
   candidates), so the SLO acts mostly through admission: ``can_admit`` says whether one more request still leaves
@@ -37,10 +40,10 @@ EMA_ALPHA = 0.003  # weight of one request's observation in E[c]
 FAST_ALPHA = 0.05  # the same for the surprise (observed / estimated E) that detects acceptance shifts
 MAX_STEP_WEIGHT = 0.02  # at most this weight for one step however large the batch (its requests are correlated)
 MIN_SAMPLES = 8  # requests behind an estimate before it can veto the E[c]/c bound
-Z = 1.0  # standard errors of a neighbour's estimate that a bound allows for (variance taken as the mean)
+Z = 0.7  # standard errors of an estimate in its confidence bounds (variance taken as the mean)
 RATIO_SLACK = 0.15  # how far measured E[c]/c may rise with c before that bound is dropped
-MAX_AGE = 256  # steps without an observation after which E[c] is out of date
-DRIFT = 0.25  # how far the surprise may leave 1 before every estimate is out of date
+HALF_LIFE = 512  # steps without an observation that halve the information behind an estimate
+DRIFT = 0.25  # how far the surprise may leave 1 before every other estimate is forgotten
 LATENCY_ALPHA = 0.05  # weight of one step in the measured / predicted step-time ratio
 PREFIX_BUCKET = 64  # step-time predictions are cached per batch and prefix bucket
 
@@ -100,23 +103,24 @@ class ElasticController(ChunkController):
     """Saturation-aware chunk size: maximizes predicted committed tokens per second every step."""
 
     def __init__(self, cost_model: CostModel, block_size: int, tpot_slo_ms: float | None = None,
-                 ema_alpha: float = EMA_ALPHA, max_age: int = MAX_AGE, drift: float = DRIFT,
+                 ema_alpha: float = EMA_ALPHA, half_life: float = HALF_LIFE, drift: float = DRIFT,
                  history_len: int = HISTORY_LEN):
         super().__init__(cost_model, history_len)
         self.candidates = np.arange(1, block_size + 1)
         self.tpot_slo_ms = tpot_slo_ms
-        self.ema_alpha, self.max_age, self.drift = ema_alpha, max_age, drift
-        self.estimate = np.zeros(block_size)  # E[c] (slow average), index c - 1
-        self.weight = np.zeros(block_size)  # requests behind each estimate since it last became fresh
-        self.count = np.zeros(block_size)  # the effective number of requests behind each estimate
-        self.seen = np.full(block_size, -np.inf)  # step of the last observation (-inf: out of date)
+        self.ema_alpha, self.half_life, self.drift = ema_alpha, half_life, drift
+        self.estimate = np.zeros(block_size)  # E[c], index c - 1
+        self.count = np.zeros(block_size)  # requests' worth of information behind each estimate when last observed
+        self.seen = np.zeros(block_size)  # step of the last observation
         self.surprise = 1.0  # fast moving average of observed / estimated E at the chosen c
         self.latency_scale = 1.0  # moving average of measured / predicted step time
         self.steps = 0
         self._times: dict[tuple[int, int | None], np.ndarray] = {}
 
-    def fresh(self) -> np.ndarray:
-        return self.steps - self.seen <= self.max_age
+    def requests(self) -> np.ndarray:
+        """The requests' worth of information behind each estimate now: its count, halved every ``half_life``
+        steps without an observation (0: never observed, or not since the last shift)."""
+        return self.count * 0.5 ** ((self.steps - self.seen) / self.half_life)
 
     def neighbour_bounds(self, upper: np.ndarray, lower: np.ndarray, known: np.ndarray,
                          ratio: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -137,20 +141,22 @@ class ElasticController(ChunkController):
         return high, np.minimum(low, high)
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        """(optimistic, pessimistic) E[c] for decisions: the fresh estimates made nondecreasing in c (a weighted
-        isotonic fit, so an estimate from few requests yields to better-measured neighbours), and for the others
-        the most and the least E[c] can be given the confidence limits (``Z`` standard errors) of the nearest
-        fresh ones; the E[c]/c bound is used only while the measured estimates agree with it (``RATIO_SLACK``)."""
-        fresh = self.fresh()
+        """(optimistic, pessimistic) E[c] for decisions: the estimates made nondecreasing in c (a weighted
+        isotonic fit, so an estimate from few requests yields to better-measured neighbours) plus or minus ``Z``
+        standard errors, clipped to what the nearest observed neighbours allow; an unobserved c gets only the
+        neighbours' bounds. The E[c]/c bound is used only while the estimates agree with it (``RATIO_SLACK``)."""
+        n = self.requests()
+        known = n > 0
         values = self.estimate.copy()
-        values[fresh] = isotonic(self.estimate[fresh], self.count[fresh])
-        error = np.sqrt(np.maximum(values, 0.5) / np.maximum(self.count, 1.0))  # variance taken as the mean
-        margin = np.where(self.count < MIN_SAMPLES, Z * error, 0.0)
-        measured = fresh & (self.count >= MIN_SAMPLES)
+        values[known] = isotonic(self.estimate[known], n[known])
+        error = Z * np.sqrt(np.maximum(values, 0.5) / np.maximum(n, 1e-9))  # variance taken as the mean
+        upper, lower = np.where(known, values + error, np.inf), np.where(known, np.maximum(values - error, 0.0), 0.0)
+        measured = n >= MIN_SAMPLES
         per_token = values[measured] / self.candidates[measured]
         ratio = bool(np.all(per_token[1:] <= per_token[:-1] * (1.0 + RATIO_SLACK)))
-        high, low = self.neighbour_bounds(values + margin, np.maximum(values - margin, 0.0), fresh, ratio)
-        return np.maximum(np.where(fresh, values, high), 1e-6), np.where(fresh, values, low)
+        high, low = self.neighbour_bounds(upper, lower, known, ratio)
+        optimistic = np.minimum(upper, high)
+        return np.maximum(optimistic, 1e-6), np.minimum(np.maximum(lower, low), optimistic)
 
     def step_times(self, batch: int, prefix: float | None = None) -> np.ndarray:
         """Predicted T(batch, c) for every candidate, scaled by the measured / predicted ratio."""
@@ -184,24 +190,23 @@ class ElasticController(ChunkController):
         if record.predicted_ms and record.measured_ms > 0:
             ratio = record.measured_ms * self.latency_scale / record.predicted_ms
             self.latency_scale += LATENCY_ALPHA * (ratio - self.latency_scale)
-        if not self.fresh()[i]:
-            self.weight[i] = 0.0
+        n = self.requests()[i]
         value, b = record.committed_tokens / record.batch, record.batch
-        if self.weight[i] * FAST_ALPHA >= 1.0 and self.estimate[i] > 0:
+        if n * FAST_ALPHA >= 1.0 and self.estimate[i] > 0:
             self.surprise += (1.0 - (1.0 - FAST_ALPHA) ** b) * (value / self.estimate[i] - self.surprise)
-            if abs(self.surprise - 1.0) > self.drift:  # acceptance shifted: relearn every other c
-                self.seen[:], self.surprise = -np.inf, 1.0
-                self.weight[i] = min(self.weight[i], 1.0 / FAST_ALPHA)  # keep it, but let it move fast
-        # A running mean over the first 1/alpha requests, an EMA over requests after that.
-        self.weight[i] += b
+            if abs(self.surprise - 1.0) > self.drift:  # acceptance shifted: forget every other c
+                self.count[:], self.surprise = 0.0, 1.0
+                n = min(n, 1.0 / FAST_ALPHA)  # keep this one, but let it move fast
+        # A running mean while few requests are behind the estimate, an EMA over requests after that.
         step_weight = min(1.0 - (1.0 - self.ema_alpha) ** b, MAX_STEP_WEIGHT)
-        self.estimate[i] += max(step_weight, b / self.weight[i]) * (value - self.estimate[i])
-        self.count[i] = min(self.weight[i], b * (2.0 - step_weight) / step_weight)
+        weight = max(step_weight, b / (n + b))
+        self.estimate[i] += weight * (value - self.estimate[i])
+        self.count[i] = 1.0 / ((1.0 - weight) ** 2 / n + weight**2 / b) if n > 0 else b  # inverse variance
         self.seen[i] = self.steps
 
     def can_admit(self, running: int) -> bool:
         """False only when an SLO is set and, by what is known, no c keeps it with ``running + 1`` requests."""
-        if self.tpot_slo_ms is None or not self.fresh().any():
+        if self.tpot_slo_ms is None or not self.count.any():
             return True
         return bool(np.any(self.step_times(running + 1) <= self.tpot_slo_ms * self.bounds()[1]))
 

@@ -27,13 +27,14 @@ def _mean_rows(rows: list[dict]) -> dict:
     return {k: (float(np.mean([r[k] for r in rows])) if isinstance(v, float) else v) for k, v in rows[0].items()}
 
 
-def run_jobs(jobs: list[tuple], seeds: int) -> tuple[list[dict], list]:
-    """Runs (policy, ..., seed 0) jobs for every seed in parallel; rows averaged over seeds, elastic's trace."""
+def run_jobs(jobs: list[tuple], seeds: int) -> tuple[list[dict], list[list[dict]], list]:
+    """Runs (policy, ..., seed 0) jobs for every seed in parallel; rows averaged over seeds, the rows of each seed,
+    elastic's trace."""
     expanded = [job[:5] + (seed,) + job[6:] for job in jobs for seed in range(seeds)]
     with ProcessPoolExecutor(max_workers=os.cpu_count()) as pool:
         results = list(pool.map(_one, expanded, chunksize=4))
-    rows = [_mean_rows([row for row, _ in results[i * seeds:(i + 1) * seeds]]) for i in range(len(jobs))]
-    return rows, next((trace for _, trace in results if trace), [])
+    per_seed = [[row for row, _ in results[i * seeds:(i + 1) * seeds]] for i in range(len(jobs))]
+    return [_mean_rows(rows) for rows in per_seed], per_seed, next((trace for _, trace in results if trace), [])
 
 
 def compare(rows: list[dict], key: str) -> list[dict]:
@@ -81,7 +82,7 @@ def plot_steady(rows: list[dict], title: str, path: Path) -> Path:
         points = sorted((r["rate_rps"], r["throughput_tok_s"], r["tpot_p90_ms"]) for r in rows if r["policy"] == policy)
         if points:
             rate, tok, p90 = zip(*points)
-            style = dict(lw=2.5, color="k") if policy == "elastic" else dict(lw=1, marker=".")
+            style = {"lw": 2.5, "color": "k"} if policy == "elastic" else {"lw": 1, "marker": "."}
             thr.plot(rate, tok, label=policy, **style)
             tpot.plot(rate, p90, label=policy, **style)
     thr.set(xlabel="arrival rate (req/s)", ylabel="committed tokens/s", title=title)
@@ -129,35 +130,39 @@ def _table(rows: list[dict], columns: list[str]) -> list[str]:
 
 def report(cost: CostModel, acceptance: AcceptanceStats, cfg: SimConfig, policies: list[str], fractions: list[float],
            duration: float, changing: dict[str, str], slo_ms: float, seeds: int, out_dir: Path) -> list[str]:
-    """Runs the steady sweep and each changing load ({label: schedule spec}) for one cost model; returns markdown
-    summary lines."""
+    """Runs the steady sweep (skipped without ``fractions``) and each changing load ({label: schedule spec}) for one
+    cost model; returns markdown summary lines."""
     name = str(cost.meta.get("model", "model"))
     capacity = capacity_rps(cost, acceptance, cfg)
     lines = [f"### {name}: capacity ~{capacity:.1f} req/s at batch {cfg.max_batch}"]
     plot(cost, out_dir / f"simulated_{name}_cost.png")
-    jobs = [(p, cost, acceptance, LoadSchedule.steady(f * capacity, duration), cfg, 0, cfg.warmup_s, slo_ms)
-            for f in fractions for p in policies]
-    rows, _ = run_jobs(jobs, seeds)
-    for row, job in zip(rows, jobs):
-        row["rate_rps"], row["load"] = job[3].knots[0][1], job[3].knots[0][1] / capacity
-    rows = [{"model": name, "load": r.pop("load"), "rate_rps": r.pop("rate_rps"), **r} for r in rows]
-    write_csv(rows, out_dir / f"simulated_{name}_steady.csv")
-    plot_steady(rows, f"{name} ({cost.meta.get('device', '')}), batch <= {cfg.max_batch}",
-                out_dir / f"simulated_{name}_steady.png")
-    steady = compare(rows, "load")
-    write_csv(steady, out_dir / f"simulated_{name}_elastic_vs_fixed.csv")
-    lines += _table(steady, ["load", "elastic_tok_s", "best_fixed", "throughput_ratio", "elastic_tpot_p90_ms",
-                             "best_tpot_fixed", "best_fixed_tpot_p90_ms", "tpot_ratio", "elastic_chunk"])
+    if fractions:
+        jobs = [(p, cost, acceptance, LoadSchedule.steady(f * capacity, duration), cfg, 0, cfg.warmup_s, slo_ms)
+                for f in fractions for p in policies]
+        rows, _, _ = run_jobs(jobs, seeds)
+        for row, job in zip(rows, jobs):
+            row["rate_rps"], row["load"] = job[3].knots[0][1], job[3].knots[0][1] / capacity
+        rows = [{"model": name, "load": r.pop("load"), "rate_rps": r.pop("rate_rps"), **r} for r in rows]
+        write_csv(rows, out_dir / f"simulated_{name}_steady.csv")
+        plot_steady(rows, f"{name} ({cost.meta.get('device', '')}), batch <= {cfg.max_batch}",
+                    out_dir / f"simulated_{name}_steady.png")
+        steady = compare(rows, "load")
+        write_csv(steady, out_dir / f"simulated_{name}_elastic_vs_fixed.csv")
+        lines += _table(steady, ["load", "elastic_tok_s", "best_fixed", "throughput_ratio", "elastic_tpot_p90_ms",
+                                 "best_tpot_fixed", "best_fixed_tpot_p90_ms", "tpot_ratio", "elastic_chunk"])
     for label, spec in changing.items():
         schedule = LoadSchedule.parse(spec, capacity)
         jobs = [(p, cost, acceptance, schedule, cfg, 0, 0.0, slo_ms) for p in policies]
-        rows, trace = run_jobs(jobs, seeds)
+        rows, per_seed, trace = run_jobs(jobs, seeds)
         rows = [{"model": name, "load": label, **r} for r in rows]
         write_csv(rows, out_dir / f"simulated_{name}_{label}.csv")
         plot_changing(trace, schedule, f"{name}: {label} load {spec} (x capacity)",
                       out_dir / f"simulated_{name}_{label}.png")
-        lines += ["", f"{label} load `{spec}` (fractions of capacity): elastic against every fixed chunk"]
-        lines += _table(versus_fixed(rows), ["metric", "elastic", "best_fixed", "best_fixed_value", "fixed_beaten"])
+        versus = versus_fixed(rows, per_seed)
+        write_csv(versus, out_dir / f"simulated_{name}_{label}_vs_fixed.csv")
+        lines += ["", f"{label} load `{spec}` (fractions of capacity, {seeds} seeds): elastic against every fixed chunk"]
+        lines += _table(versus, ["metric", "elastic", "best_fixed", "best_fixed_value", "ratio", "ratio_se",
+                                 "fixed_beaten"])
     return lines
 
 
@@ -165,15 +170,21 @@ CHANGING_METRICS = {"throughput_tok_s": max, "tpot_p50_ms": min, "tpot_p90_ms": 
                     "e2e_p50_s": min, "e2e_p90_s": min}
 
 
-def versus_fixed(rows: list[dict]) -> list[dict]:
-    """Per metric: elastic's value, the best fixed chunk's, and how many fixed chunks elastic does better than."""
-    elastic = next(r for r in rows if r["policy"] == "elastic")
+def versus_fixed(rows: list[dict], per_seed: list[list[dict]]) -> list[dict]:
+    """Per metric: elastic's value (mean over seeds), the best fixed chunk's, their ratio with the standard error of
+    the per-seed ratio (the same seed gives both the same arrivals), and how many fixed chunks elastic does better
+    than."""
+    index = {r["policy"]: i for i, r in enumerate(rows)}
+    elastic = rows[index["elastic"]]
     fixed = [r for r in rows if r["policy"].startswith("chunk:")]
     out = []
     for metric, better in CHANGING_METRICS.items():
         best = better(fixed, key=lambda r: r[metric])
         sign = 1 if better is max else -1
         beaten = sum(sign * (elastic[metric] - r[metric]) > 0 for r in fixed)
+        ratios = [e[metric] / f[metric] for e, f in zip(per_seed[index["elastic"]], per_seed[index[best["policy"]]])]
+        se = float(np.std(ratios, ddof=1) / np.sqrt(len(ratios))) if len(ratios) > 1 else float("nan")
         out.append({"metric": metric, "elastic": elastic[metric], "best_fixed": best["policy"],
-                    "best_fixed_value": best[metric], "fixed_beaten": f"{beaten}/{len(fixed)}"})
+                    "best_fixed_value": best[metric], "ratio": elastic[metric] / best[metric], "ratio_se": se,
+                    "fixed_beaten": f"{beaten}/{len(fixed)}"})
     return out

@@ -28,11 +28,11 @@ class LoadSchedule:
     knots: list[tuple[float, float]]
 
     @staticmethod
-    def steady(rate: float, duration: float) -> "LoadSchedule":
+    def steady(rate: float, duration: float) -> LoadSchedule:
         return LoadSchedule([(0.0, rate), (duration, rate)])
 
     @staticmethod
-    def parse(spec: str, scale: float = 1.0) -> "LoadSchedule":
+    def parse(spec: str, scale: float = 1.0) -> LoadSchedule:
         """``"30@0.2,30@1.1,60~0.1"``: hold rate 0.2 for 30 s, hold 1.1 for 30 s, ramp to 0.1 over 60 s
         (rates multiplied by ``scale``)."""
         knots: list[tuple[float, float]] = []
@@ -214,7 +214,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--acceptance", type=Path, help="acceptance statistics JSON (default: synthetic)")
     parser.add_argument("--policies", default=DEFAULT_POLICIES, help="comma list of elastic, ar, bd, chunk:c")
     parser.add_argument("--rates", default=DEFAULT_FRACTIONS,
-                        help="steady rates as fractions of the estimated capacity (comma list)")
+                        help="steady rates as fractions of the estimated capacity (comma list); '' skips")
     parser.add_argument("--duration", type=float, default=120.0, help="seconds of arrivals per steady rate")
     parser.add_argument("--changing", default=DEFAULT_CHANGING,
                         help="changing loads 'label=secs@frac,secs~frac;label=...' (hold / ramp, fractions of "
@@ -234,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
     acceptance.save(args.out_dir / "simulated_acceptance.json")  # what these results assumed
     cfg = SimConfig(max_batch=args.max_batch, prompt_len=args.prompt_len)
     policies = args.policies.split(",")
-    fractions = [float(v) for v in args.rates.split(",")]
+    fractions = [float(v) for v in args.rates.split(",") if v]
     changing = dict(item.split("=", 1) for item in args.changing.split(";") if item)
     for path in args.profile:
         cost = load_profile(path)

@@ -7,7 +7,7 @@ import pytest
 
 from optimus_backend.acceptance import synthetic
 from optimus_backend.config import DecodingMode
-from optimus_backend.controller import (ElasticController, FixedController, StepRecord, controller_for)
+from optimus_backend.controller import HALF_LIFE, ElasticController, FixedController, StepRecord, controller_for
 from optimus_backend.cost_model import CostModel
 
 B = 32
@@ -94,6 +94,33 @@ def test_reconverges_within_a_few_dozen_steps_after_acceptance_shifts(cost, shif
     assert efficiency(chosen[40:], batch, after) > 0.97
 
 
+def test_saturated_batch_does_not_reprobe_far_chunks(cost):
+    """Noisy per-request draws at a saturated batch: within 0.5% of the best c's rate over time, and a chunk far
+    from the best (c >= 24, several times slower per step) is not tried again after the first steps."""
+    stats = synthetic(steps=1500)
+    expected = np.array([stats.mean(int(c)) for c in CHUNKS])
+    batch, rng = 128, np.random.default_rng(0)
+    times = np.array([step_ms(batch, c) for c in CHUNKS])
+    controller, chosen = ElasticController(cost, B), []
+    for step in range(3000):
+        chunk = controller.choose(batch)
+        committed = int(stats.sample(chunk, batch, rng).sum())
+        controller.observe(StepRecord(step, batch, chunk, batch * chunk, committed, times[chunk - 1]))
+        chosen.append(chunk - 1)
+    late = np.array(chosen[200:])
+    assert expected[late].sum() / times[late].sum() > 0.995 * (expected / times).max()
+    assert late.max() < 23
+
+
+def test_old_estimates_keep_their_value_and_lose_information(cost):
+    controller = ElasticController(cost, B)
+    controller.observe(StepRecord(0, 16, 8, 128, 48, 10.0))
+    assert controller.estimate[7] == pytest.approx(3.0) and controller.requests()[7] == pytest.approx(16)
+    for step in range(1, HALF_LIFE + 1):
+        controller.observe(StepRecord(step, 16, 4, 64, 32, 10.0))
+    assert controller.estimate[7] == pytest.approx(3.0) and controller.requests()[7] == pytest.approx(8)
+
+
 def test_never_breaks_a_keepable_slo(cost):
     rng = np.random.default_rng(2)
     slo = 4.0  # ms per token per request
@@ -113,8 +140,8 @@ def test_admission_stops_at_the_slo_limit(cost):
     slo = 4.0
     controller = ElasticController(cost, B, tpot_slo_ms=slo)
     assert controller.can_admit(10_000)  # nothing known yet
-    for chunk in CHUNKS:  # every c observed with its exact mean
-        feedback(controller, int(chunk), 64, EASY, rng, int(chunk))
+    for step in range(20 * B):  # every c observed 20 times with its exact mean (the SLO checks use the lower
+        feedback(controller, step % B + 1, 64, EASY, rng, step)  # confidence bound, so a well-measured one)
     best_tpot = [min(step_ms(b, c) / EASY[c - 1] for c in CHUNKS) for b in range(1, 400)]
     limit = max(b for b, t in zip(range(1, 400), best_tpot) if t <= slo)
     assert 10 < limit < 390

@@ -88,3 +88,13 @@ def test_report_has_every_policy_and_column(cost, tmp_path):
         assert set(COLUMNS) <= set(rows[0])
         assert (tmp_path / f"simulated_toy_{kind}.png").read_bytes()[:4] == b"\x89PNG"
     assert len(list(csv.DictReader((tmp_path / "simulated_toy_steady.csv").open()))) == 2 * len(policies)
+
+
+def test_changing_load_only_report_has_paired_ratios(cost, tmp_path):
+    cfg = SimConfig(max_batch=16, warmup_s=1.0)
+    lines = report(cost, synthetic(steps=300), cfg, ["elastic", "chunk:4", "chunk:32"], [], 6.0,
+                   {"wave": "3@0.2,3~1.0"}, 50.0, 2, tmp_path)
+    assert not (tmp_path / "simulated_toy_steady.csv").exists() and any("ratio_se" in line for line in lines)
+    rows = list(csv.DictReader((tmp_path / "simulated_toy_wave_vs_fixed.csv").open()))
+    assert {r["metric"] for r in rows} >= {"throughput_tok_s", "tpot_p90_ms"}
+    assert all(float(r["ratio"]) > 0 and float(r["ratio_se"]) >= 0 for r in rows)
