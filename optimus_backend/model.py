@@ -87,9 +87,10 @@ class SelfAttention(nn.Module):
 
     def fuse_projections(self) -> None:
         """One [q; k; v] GEMM instead of three; the separate weights become views of the fused one."""
-        self.qkv_weight = _fuse_linears(self.q_proj, self.k_proj, self.v_proj)
+        projections = (self.q_proj, self.k_proj, self.v_proj)
+        self.qkv_weight = _fuse([linear.weight for linear in projections])
         if self.q_proj.bias is not None:
-            self.qkv_bias = _fuse_biases(self.q_proj, self.k_proj, self.v_proj)
+            self.qkv_bias = _fuse([linear.bias for linear in projections])
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, attention: AttentionFn) -> Tensor:
         n, t, _ = x.shape
@@ -117,7 +118,7 @@ class MLP(nn.Module):
 
     def fuse_projections(self) -> None:
         """One [gate; up] GEMM instead of two; the separate weights become views of the fused one."""
-        self.gate_up_weight = _fuse_linears(self.gate_proj, self.up_proj)
+        self.gate_up_weight = _fuse([self.gate_proj.weight, self.up_proj.weight])
 
     def forward(self, x: Tensor) -> Tensor:
         if self.gate_up_weight is not None:
@@ -195,17 +196,11 @@ class Transformer(nn.Module):
                 module.fuse_projections()
 
 
-def _fuse_linears(*linears: nn.Linear) -> Tensor:
-    fused = torch.cat([linear.weight.data for linear in linears])
-    for linear, view in zip(linears, fused.split([linear.out_features for linear in linears])):
-        linear.weight.data = view
-    return fused
-
-
-def _fuse_biases(*linears: nn.Linear) -> Tensor:
-    fused = torch.cat([linear.bias.data for linear in linears])
-    for linear, view in zip(linears, fused.split([linear.out_features for linear in linears])):
-        linear.bias.data = view
+def _fuse(params: list[nn.Parameter]) -> Tensor:
+    """Concatenates parameters along dim 0 and turns each into a view of the result (no extra memory)."""
+    fused = torch.cat([param.data for param in params])
+    for param, view in zip(params, fused.split([param.shape[0] for param in params])):
+        param.data = view
     return fused
 
 

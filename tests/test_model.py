@@ -48,8 +48,12 @@ def test_causal_forward_matches_transformers(tmp_path, arch, tie):
     positions = torch.arange(37).expand(2, 37)
     with torch.no_grad():
         expected = reference(input_ids=ids).logits
-        got = ours.logits(ours(ids, positions, dense_mask_attention(block_causal(positions[:1], positions[:1], 1))))
+        attention = dense_mask_attention(block_causal(positions[:1], positions[:1], 1))
+        got = ours.logits(ours(ids, positions, attention))
+        ours.fuse_projections()  # the engine's path: one qkv (with Qwen2's biases) and one gate-up GEMM
+        fused = ours.logits(ours(ids, positions, attention))
     assert relative_error(got, expected) < 1e-5
+    assert relative_error(fused, expected) < 1e-5
 
 
 @pytest.mark.parametrize("arch", ["qwen3", "qwen2"])
