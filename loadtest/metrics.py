@@ -83,8 +83,20 @@ def summarize(records: list[RequestRecord], samples: list[dict], duration_s: flo
         "mean_chunk": float(np.mean(chunks)) if chunks else float("nan"),
         "mean_running": float(np.mean([s["running"] for s in busy])) if busy else 0.0,
         "max_kv_pages_used": max((s.get("kv_pages_used", 0) for s in samples), default=0),
+        "host_ms_per_step": host_ms_per_step(samples),
     }
     return row
+
+
+def host_ms_per_step(samples: list[dict]) -> float:
+    """Mean step time outside the forward pass (scheduling, commits, streaming) between the first and last
+    sample; NaN where the target's stats don't carry the engine's step totals (the Triton path)."""
+    timed = [s for s in samples if "total_step_ms" in s]
+    if len(timed) < 2 or timed[-1]["steps"] == timed[0]["steps"]:
+        return float("nan")
+    first, last = timed[0], timed[-1]
+    host = (last["total_step_ms"] - first["total_step_ms"]) - (last["total_forward_ms"] - first["total_forward_ms"])
+    return host / (last["steps"] - first["steps"])
 
 
 def meets_slo(row: dict, slo_ms: float) -> bool:

@@ -25,7 +25,7 @@ from .detokenizer import Detokenizer
 from .kv_cache import PagedKVCache
 from .model_setup import load_model, resolve_device
 from .profiler import load_cost_model
-from .request import Request
+from .request import Request, StepKind
 from .runner import StepRunner
 from .scheduler import Scheduler
 
@@ -109,7 +109,7 @@ class Engine:
         self._stop = threading.Event()
         self.steps = 0
         self.last_step: dict = {}
-        self.totals = {"committed": 0, "fed": 0, "finished": 0, "aborted": 0}
+        self.totals = {"committed": 0, "fed": 0, "finished": 0, "aborted": 0, "step_ms": 0.0, "forward_ms": 0.0}
         self._thread = threading.Thread(target=self._loop, name="optimus-engine", daemon=True)
         if start:
             self._thread.start()
@@ -218,28 +218,34 @@ class Engine:
 
     def step(self) -> None:
         """One engine step over every running request."""
+        start = time.perf_counter()
         chunk, batch = self.scheduler.schedule()
         if not batch:
             return
-        start = time.perf_counter()
+        forward_start = time.perf_counter()
         commits = self.runner.run(batch)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        measured_ms = (time.perf_counter() - start) * 1e3
+        forward_ms = (time.perf_counter() - forward_start) * 1e3
         fed = sum(plan.fed_len for _, plan in batch)
+        prefill = sum(plan.fed_len for _, plan in batch if plan.kind is StepKind.PREFILL)
         committed = sum(len(c) for c in commits)
         decoding = sum(1 for _, plan in batch if plan.scored)
         for (request, plan), request_commits in zip(batch, commits):
             request.apply(plan, request_commits)
             self._emit(self._live[request.request_id])
-        self.controller.observe(StepRecord(self.steps, decoding, chunk, fed, committed, measured_ms))
+        step_ms = (time.perf_counter() - start) * 1e3
+        self.controller.observe(StepRecord(self.steps, decoding, chunk, fed, committed, step_ms,
+                                           prefill_tokens=prefill))
         with self._lock:
             self.steps += 1
             self.totals["committed"] += committed
             self.totals["fed"] += fed
+            self.totals["step_ms"] += step_ms
+            self.totals["forward_ms"] += forward_ms
             self.last_step = {"chunk": chunk, "batch": len(batch), "fed_tokens": fed, "committed_tokens": committed,
-                              "committed_per_fed": committed / fed if fed else 0.0, "step_ms": measured_ms,
-                              "predicted_ms": self.controller.last_predicted_ms}
+                              "committed_per_fed": committed / fed if fed else 0.0, "step_ms": step_ms,
+                              "forward_ms": forward_ms, "predicted_ms": self.controller.last_predicted_ms}
 
     def _emit(self, live: _Live) -> None:
         request = live.request

@@ -42,7 +42,8 @@ class Scheduler:
         self.admit()
         if not self.running:
             return 0, []
-        chunk = self.controller.choose(len(self.running))
+        decoding = sum(1 for r in self.running if r.prefilled)  # the rest only prefill this step
+        chunk = self.controller.choose(max(decoding, 1))
         return chunk, [(r, r.plan(chunk, self.prefix_reuse, self.out_block)) for r in self.running]
 
     def remove(self, request: Request) -> None:

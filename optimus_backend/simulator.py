@@ -1,7 +1,7 @@
 """Discrete-event load simulator: replays a cost model T(b, c) and acceptance statistics under a request load.
 
-Each simulated step takes T(b, c) from the cost model (plus prefill of the prompts admitted this step), and each
-running request commits a number of tokens drawn from the acceptance distribution at c. Policies:
+Each simulated step takes T(b, c) from the cost model (plus prefill of the prompts admitted this step and, if set,
+host time per step and per request), and each running request commits a number of tokens drawn from the acceptance distribution at c. Policies:
 ``elastic`` (the ElasticController), ``chunk:c`` (fixed c with prefix-KV reuse), ``bd`` (c = B without reuse: feeds
 the whole block and spends one extra clean pass per finished block) and ``ar`` (c = 1, one token per step).
 Arrivals are Poisson with a rate that follows a schedule (steady, steps, ramps); batching is continuous.
@@ -73,6 +73,7 @@ class SimConfig:
     output_len: tuple[int, int] = (64, 448)  # uniform, inclusive
     warmup_s: float = 10.0  # excluded from the measurement window
     time_noise: float = 0.02  # lognormal sigma of the step time around T(b, c)
+    host_ms: tuple[float, float] = (0.0, 0.0)  # host time per step and per running request, unseen by the profile
     tpot_slo_ms: float | None = None  # given to the elastic controller (admission)
     drain_factor: float = 3.0  # after the arrivals end, run at most this many schedule durations
 
@@ -140,8 +141,10 @@ def simulate(policy: str, cost: CostModel, acceptance: AcceptanceStats, schedule
         chunk = controller.choose(b)
         draws = np.ones(b, int) if mode.kind == "ar" else acceptance.sample(chunk, b, rng)
         committed = 0
-        step_ms = cost.predict(b, chunk) * float(np.exp(rng.normal(0.0, cfg.time_noise)))
-        now += (step_ms + cost.token_ms() * cfg.prompt_len * admitted) / 1e3
+        prefill_tokens = cfg.prompt_len * admitted
+        step_ms = (cost.predict(b, chunk) * float(np.exp(rng.normal(0.0, cfg.time_noise)))
+                   + cost.token_ms() * prefill_tokens + cfg.host_ms[0] + cfg.host_ms[1] * b)
+        now += step_ms / 1e3
         for request, drawn in zip(running, draws):
             k = _commit(request, int(drawn), block if mode.kind == "bd" else None)
             committed += k
@@ -150,7 +153,8 @@ def simulate(policy: str, cost: CostModel, acceptance: AcceptanceStats, schedule
             if request.done == request.output_len:
                 request.finish = now
         running = [r for r in running if r.finish is None]
-        controller.observe(StepRecord(len(result.steps), b, chunk, b * chunk, committed, step_ms))
+        controller.observe(StepRecord(len(result.steps), b, chunk, b * chunk, committed, step_ms,
+                                      prefill_tokens=prefill_tokens))
         result.steps.append((now, b, chunk, committed))
     return result
 
@@ -221,6 +225,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "capacity); '' skips")
     parser.add_argument("--max-batch", type=int, default=SimConfig.max_batch)
     parser.add_argument("--prompt-len", type=int, default=SimConfig.prompt_len)
+    parser.add_argument("--host-ms", default="0,0",
+                        help="host time per step and per running request (ms) that the profile does not include")
     parser.add_argument("--tpot-slo-ms", type=float, default=50.0, help="SLO for the attainment column")
     parser.add_argument("--seeds", type=int, default=1, help="repeat every run with this many seeds (mean)")
     parser.add_argument("--out-dir", type=Path, default=OUT_DIR)
@@ -232,7 +238,8 @@ def run(args: argparse.Namespace) -> int:
 
     acceptance = AcceptanceStats.load(args.acceptance) if args.acceptance else synthetic()
     acceptance.save(args.out_dir / "simulated_acceptance.json")  # what these results assumed
-    cfg = SimConfig(max_batch=args.max_batch, prompt_len=args.prompt_len)
+    per_step, per_request = (float(v) for v in args.host_ms.split(","))
+    cfg = SimConfig(max_batch=args.max_batch, prompt_len=args.prompt_len, host_ms=(per_step, per_request))
     policies = args.policies.split(",")
     fractions = [float(v) for v in args.rates.split(",") if v]
     changing = dict(item.split("=", 1) for item in args.changing.split(";") if item)
