@@ -116,6 +116,7 @@ def open_target(args: argparse.Namespace, config: EngineConfig, log_dir: Path, m
     from .engine_target import EngineTarget
 
     if args.path == "in-process":
+        _free_device_memory()  # what the previous mode left: its KV pool is sized from the free memory
         engine = Engine(config)
         target = EngineTarget(engine)
         try:

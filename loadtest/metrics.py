@@ -83,6 +83,7 @@ def summarize(records: list[RequestRecord], samples: list[dict], duration_s: flo
         "mean_chunk": float(np.mean(chunks)) if chunks else float("nan"),
         "mean_running": float(np.mean([s["running"] for s in busy])) if busy else 0.0,
         "max_kv_pages_used": max((s.get("kv_pages_used", 0) for s in samples), default=0),
+        "kv_pages_total": max((s.get("kv_pages_total", 0) for s in samples), default=0),
         "host_ms_per_step": host_ms_per_step(samples),
     }
     return row

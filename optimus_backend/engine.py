@@ -120,7 +120,8 @@ class Engine:
         if budget is None:
             if self.device.type == "cuda":
                 free, _ = torch.cuda.mem_get_info(self.device)
-                budget = int(free * config.kv_memory_fraction)
+                cached = torch.cuda.memory_reserved(self.device) - torch.cuda.memory_allocated(self.device)
+                budget = int((free + cached) * config.kv_memory_fraction)  # cached: freed, not yet returned
             else:
                 budget = config.kv_cpu_bytes
         return PagedKVCache.pages_for_budget(cfg, budget, config.page_size, self.dtype)
