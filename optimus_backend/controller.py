@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import deque
+from typing import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,8 +75,10 @@ class ChunkController:
         self.history: deque[StepRecord] = deque(maxlen=history_len)
         self.last_predicted_ms: float | None = None
 
-    def choose(self, batch: int, prefix: float | None = None) -> int:
-        """The chunk size for this step of ``batch`` decoding requests (``prefix``: their mean cached length)."""
+    def choose(self, batch: int, prefix: float | None = None,
+               run_tokens: Callable[[int], int] | None = None) -> int:
+        """The chunk size for this step of ``batch`` decoding requests (``prefix``: their mean cached length;
+        ``run_tokens``: the tokens a step feeding this many really runs, CUDA graph padding included)."""
         raise NotImplementedError
 
     def observe(self, record: StepRecord) -> None:
@@ -98,7 +101,8 @@ class FixedController(ChunkController):
             raise ValueError(f"chunk: must be >= 1, got {chunk}")
         self.chunk = chunk
 
-    def choose(self, batch: int, prefix: float | None = None) -> int:
+    def choose(self, batch: int, prefix: float | None = None,
+               run_tokens: Callable[[int], int] | None = None) -> int:
         if self.cost_model is not None:
             self.last_predicted_ms = self.cost_model.predict(max(batch, 1), self.chunk, prefix)
         return self.chunk
@@ -120,7 +124,9 @@ class ElasticController(ChunkController):
         self.surprise = 1.0  # fast moving average of observed / estimated E at the chosen c
         self.overhead = StepOverhead(cost_model.token_ms())
         self.steps = 0
-        self._times: dict[tuple[int, int | None], np.ndarray] = {}
+        self._times: dict[tuple[int, int, int | None], float] = {}  # (batch, tokens, prefix bucket) -> ms
+        self._last_choice: tuple[int, int] | None = None  # (batch, chunk) of the last choice, and its profiled ms
+        self._last_profiled = 0.0
 
     def requests(self) -> np.ndarray:
         """The requests' worth of information behind each estimate now: its count, halved every ``half_life``
@@ -163,20 +169,34 @@ class ElasticController(ChunkController):
         optimistic = np.minimum(upper, high)
         return np.maximum(optimistic, 1e-6), np.minimum(np.maximum(lower, low), optimistic)
 
-    def step_times(self, batch: int, prefix: float | None = None) -> np.ndarray:
-        """Predicted T(batch, c) for every candidate: the profile plus the learned per-step overhead."""
+    def profiled(self, batch: int, tokens: np.ndarray, prefix: float | None = None) -> np.ndarray:
+        """The profile's T for steps of ``batch`` requests running ``tokens`` decode tokens in all (cached)."""
         bucket = None if prefix is None else int(prefix) // PREFIX_BUCKET
-        key = (batch, bucket)
-        if key not in self._times:
-            if len(self._times) > HISTORY_LEN:
-                self._times.clear()
-            at = None if bucket is None else (bucket + 0.5) * PREFIX_BUCKET
-            self._times[key] = self.cost_model.table(batch, self.candidates.tolist(), at)
-        profiled = self._times[key]
-        return np.maximum(profiled + self.overhead.per_step(batch), 0.5 * profiled)
+        at = None if bucket is None else (bucket + 0.5) * PREFIX_BUCKET
+        if len(self._times) > 64 * HISTORY_LEN:
+            self._times.clear()
+        times = []
+        for count in tokens.tolist():
+            key = (batch, count, bucket)
+            if key not in self._times:
+                self._times[key] = self.cost_model.predict(batch, count / batch, at)
+            times.append(self._times[key])
+        return np.array(times)
 
-    def choose(self, batch: int, prefix: float | None = None) -> int:
-        times = self.step_times(max(batch, 1), prefix)
+    def step_times(self, batch: int, prefix: float | None = None,
+                   run_tokens: Callable[[int], int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(predicted, profiled) T(batch, c) for every candidate. Profiled: the profile at the tokens the step
+        really runs (a c that leaves a CUDA graph bucket part empty pays for all of it); predicted adds the
+        learned per-step overhead."""
+        fed = batch * self.candidates
+        tokens = fed if run_tokens is None else np.array([run_tokens(n) for n in fed.tolist()])
+        profiled = self.profiled(batch, tokens, prefix)
+        return np.maximum(profiled + self.overhead.per_step(batch), 0.5 * profiled), profiled
+
+    def choose(self, batch: int, prefix: float | None = None,
+               run_tokens: Callable[[int], int] | None = None) -> int:
+        batch = max(batch, 1)
+        times, profiled = self.step_times(batch, prefix, run_tokens)
         optimistic, pessimistic = self.bounds()
         rate = optimistic / times  # committed tokens per request per ms; the factor b is common to all c
         if self.tpot_slo_ms is not None:
@@ -184,8 +204,10 @@ class ElasticController(ChunkController):
             if keeps.any():
                 rate = np.where(keeps, rate, -np.inf)
         index = int(np.argmax(rate))
+        chunk = int(self.candidates[index])
         self.last_predicted_ms = float(times[index])
-        return int(self.candidates[index])
+        self._last_choice, self._last_profiled = (batch, chunk), float(profiled[index])
+        return chunk
 
     def observe(self, record: StepRecord) -> None:
         super().observe(record)
@@ -194,7 +216,8 @@ class ElasticController(ChunkController):
         if record.batch <= 0 or not 0 <= i < len(self.candidates):
             return
         if record.measured_ms > 0:
-            profiled = self.cost_model.predict(record.batch, record.chunk)
+            profiled = (self._last_profiled if self._last_choice == (record.batch, record.chunk)
+                        else self.cost_model.predict(record.batch, record.chunk))
             self.overhead.observe(record.batch, record.prefill_tokens, record.measured_ms - profiled)
         n = self.requests()[i]
         value, b = record.committed_tokens / record.batch, record.batch
@@ -214,7 +237,7 @@ class ElasticController(ChunkController):
         """False only when an SLO is set and, by what is known, no c keeps it with ``running + 1`` requests."""
         if self.tpot_slo_ms is None or not self.count.any():
             return True
-        return bool(np.any(self.step_times(running + 1) <= self.tpot_slo_ms * self.bounds()[1]))
+        return bool(np.any(self.step_times(running + 1)[0] <= self.tpot_slo_ms * self.bounds()[1]))
 
 
 class StepOverhead:

@@ -50,11 +50,15 @@ class GraphedForward:
 
     def bucket(self, step) -> tuple[int, int] | None:
         """The smallest (requests + dummy, tokens) bucket holding the step, or None (run it eagerly)."""
-        b = bisect.bisect_left(self.request_buckets, step.prefix_lens.numel() + 1)
-        t = bisect.bisect_left(self.token_buckets, step.input_ids.numel())
-        if b == len(self.request_buckets) or t == len(self.token_buckets):
-            return None
         if step.page_table.shape[1] > self.page_table.shape[1]:
+            return None
+        return self.bucket_for(step.prefix_lens.numel(), step.input_ids.numel())
+
+    def bucket_for(self, requests: int, tokens: int) -> tuple[int, int] | None:
+        """The smallest bucket for a step of this many requests and tokens, or None (too large: eager)."""
+        b = bisect.bisect_left(self.request_buckets, requests + 1)
+        t = bisect.bisect_left(self.token_buckets, tokens)
+        if b == len(self.request_buckets) or t == len(self.token_buckets):
             return None
         return self.request_buckets[b], self.token_buckets[t]
 

@@ -100,7 +100,8 @@ class Engine:
         cost_model = load_cost_model(config, self) if self.mode.kind == "elastic" else None
         self.controller = controller_for(self.mode, cfg.block_size, cost_model, config.tpot_slo_ms)
         self.scheduler = Scheduler(self.kv, self.controller, config.max_running,
-                                   config.prefix_kv_reuse and self.mode.kind != "bd", config.out_block)
+                                   config.prefix_kv_reuse and self.mode.kind != "bd", config.out_block,
+                                   self.runner.padded_tokens)
         self._live: dict[str, _Live] = {}
         self._inbox: queue.Queue[tuple[str, object]] = queue.Queue()
         self._ids = itertools.count()

@@ -82,6 +82,11 @@ class StepRunner:
 
         return attend
 
+    def padded_tokens(self, requests: int, tokens: int) -> int:
+        """Tokens a step of this size really runs: its CUDA graph bucket's, or its own when it runs eagerly."""
+        key = self.graphs.bucket_for(requests, tokens) if self.graphs is not None else None
+        return tokens if key is None else key[1]
+
     @torch.no_grad()
     def run(self, batch: list[tuple[Request, StepPlan]]) -> list[dict[int, int]]:
         """Commits per request ({position: token}) for this step's plans."""

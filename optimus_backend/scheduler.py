@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from typing import Callable
 
 from .controller import ChunkController
 from .kv_cache import PagedKVCache
@@ -14,8 +15,10 @@ class Scheduler:
     while the batch limit, the controller's admission (SLO) and the KV pool allow."""
 
     def __init__(self, kv: PagedKVCache, controller: ChunkController, max_running: int,
-                 prefix_reuse: bool, out_block: bool):
+                 prefix_reuse: bool, out_block: bool, padded_tokens: Callable[[int, int], int] | None = None):
+        """``padded_tokens(requests, tokens)``: the tokens such a step really runs (CUDA graph padding)."""
         self.kv = kv
+        self.padded_tokens = padded_tokens
         self.controller = controller
         self.max_running = max_running
         self.prefix_reuse = prefix_reuse
@@ -42,8 +45,14 @@ class Scheduler:
         self.admit()
         if not self.running:
             return 0, []
-        decoding = sum(1 for r in self.running if r.prefilled)  # the rest only prefill this step
-        chunk = self.controller.choose(max(decoding, 1))
+        prefilling = [r for r in self.running if not r.prefilled]  # these only prefill this step
+        decoding = max(len(self.running) - len(prefilling), 1)
+        prefill = sum(r.prefill_end() for r in prefilling)
+        run_tokens = None
+        if self.padded_tokens is not None:
+            requests, pad = len(self.running), self.padded_tokens
+            run_tokens = lambda tokens: pad(requests, tokens + prefill) - prefill  # noqa: E731
+        chunk = self.controller.choose(decoding, run_tokens=run_tokens)
         return chunk, [(r, r.plan(chunk, self.prefix_reuse, self.out_block)) for r in self.running]
 
     def remove(self, request: Request) -> None:

@@ -155,6 +155,26 @@ def test_prefill_riding_along_is_not_charged_to_the_chunk(cost):
     assert efficiency(chosen[500:], batch, EASY) > 0.99
 
 
+def test_pays_for_cuda_graph_padding(cost):
+    """A step runs its CUDA graph bucket's tokens: the controller prices c at the padded size, so it picks c that
+    fill a bucket, where ignoring the padding would pick one that pays for empty slots."""
+    buckets = [128, 256, 512, 768, 1024, 1536, 2048, 3072, 4096]
+    pad = lambda tokens: next(t for t in buckets if t >= tokens)  # noqa: E731
+    batch, rng = 90, np.random.default_rng(6)
+    true_ms = np.array([step_ms(batch, pad(batch * c) / batch) for c in CHUNKS])
+    rate = EASY / true_ms
+    assert rate[best_chunk(batch, EASY) - 1] < 0.95 * rate.max()  # ignoring padding would lose 7%
+    controller, chosen = ElasticController(cost, B), []
+    for step in range(1500):
+        chunk = controller.choose(batch, run_tokens=pad)
+        mean = batch * EASY[chunk - 1]
+        committed = int(math.floor(mean) + (rng.random() < mean - math.floor(mean)))
+        controller.observe(StepRecord(step, batch, chunk, batch * chunk, committed, true_ms[chunk - 1]))
+        chosen.append(chunk)
+    assert np.mean([rate[c - 1] for c in chosen[500:]]) > 0.99 * rate.max()
+    assert abs(controller.overhead.per_step(batch)) < 0.5  # the padding is priced, not mistaken for overhead
+
+
 def test_never_breaks_a_keepable_slo(cost):
     rng = np.random.default_rng(2)
     slo = 4.0  # ms per token per request

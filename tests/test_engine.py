@@ -29,7 +29,7 @@ class ScriptedController:
         self.step = 0
         self.last_predicted_ms = None
 
-    def choose(self, batch: int) -> int:
+    def choose(self, batch: int, prefix=None, run_tokens=None) -> int:
         return self.chunks[min(self.step, len(self.chunks) - 1)]
 
     def observe(self, record) -> None:
