@@ -85,8 +85,15 @@ def summarize(records: list[RequestRecord], samples: list[dict], duration_s: flo
         "max_kv_pages_used": max((s.get("kv_pages_used", 0) for s in samples), default=0),
         "kv_pages_total": max((s.get("kv_pages_total", 0) for s in samples), default=0),
         "host_ms_per_step": host_ms_per_step(samples),
+        "step_over_predicted": step_over_predicted(samples),
     }
     return row
+
+
+def step_over_predicted(samples: list[dict]) -> float:
+    """Median measured / predicted time of the sampled steps (how well the cost model knows this machine)."""
+    ratios = [s["step_ms"] / s["predicted_ms"] for s in samples if s.get("predicted_ms") and s.get("step_ms")]
+    return float(np.median(ratios)) if ratios else float("nan")
 
 
 def host_ms_per_step(samples: list[dict]) -> float:
