@@ -18,9 +18,9 @@ from the profiled cost model and E[c] (committed tokens per request per step at 
   observed E[c] = c, so the first step runs the largest chunk (the cold start).
 - The surprise, a fast moving average of observed / estimated E over the steps (whatever their c), detects a
   shift in acceptance: when it leaves 1 by more than ``drift``, every other estimate is forgotten.
-- T(b, c) is the profile plus what the profile does not see: host work per step and per request (planning,
-  commits, streaming), learned online from measured step times (``StepOverhead``). The prefill that rides along in a
-  step is fitted too but not charged to c: those prompts are prefilled whichever c runs.
+- T(b, c) is the profile at the tokens the step really runs (a c that leaves a CUDA graph bucket part empty pays
+  for all of it, so c that fill a bucket win), scaled by a moving average of measured / predicted time over the
+  steps without prefill (a step's prefill is paid whichever c runs, so it is kept out of the estimate).
 - With a TPOT SLO, c must keep T(b, c)/E[c] <= SLO by the lower bound of E (so exploration never gambles with the
   SLO) when some candidate does. At a fixed b the throughput-best c is also the TPOT-best (b is common to all
   candidates), so the SLO acts mostly through admission: ``can_admit`` says whether one more request still leaves
@@ -48,8 +48,7 @@ Z = 0.7  # standard errors of an estimate in its confidence bounds (variance tak
 RATIO_SLACK = 0.15  # how far measured E[c]/c may rise with c before that bound is dropped
 HALF_LIFE = 512  # steps without an observation that halve the information behind an estimate
 DRIFT = 0.25  # how far the surprise may leave 1 before every other estimate is forgotten
-OVERHEAD_WINDOW = 256  # steps: the memory of the step-overhead fit (exponential forgetting)
-OVERHEAD_PRIOR = 0.5  # steps' worth of weight on the overhead fit's prior (no overhead; prefill at the profile's cost)
+LATENCY_ALPHA = 0.05  # weight of one step in the measured / predicted step-time ratio
 PREFIX_BUCKET = 64  # step-time predictions are cached per batch and prefix bucket
 
 
@@ -122,7 +121,7 @@ class ElasticController(ChunkController):
         self.count = np.zeros(block_size)  # requests' worth of information behind each estimate when last observed
         self.seen = np.zeros(block_size)  # step of the last observation
         self.surprise = 1.0  # fast moving average of observed / estimated E at the chosen c
-        self.overhead = StepOverhead(cost_model.token_ms())
+        self.latency_scale = 1.0  # moving average of measured / profiled time of steps without prefill
         self.steps = 0
         self._times: dict[tuple[int, int, int | None], float] = {}  # (batch, tokens, prefix bucket) -> ms
         self._last_choice: tuple[int, int] | None = None  # (batch, chunk) of the last choice, and its profiled ms
@@ -186,12 +185,12 @@ class ElasticController(ChunkController):
     def step_times(self, batch: int, prefix: float | None = None,
                    run_tokens: Callable[[int], int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(predicted, profiled) T(batch, c) for every candidate. Profiled: the profile at the tokens the step
-        really runs (a c that leaves a CUDA graph bucket part empty pays for all of it); predicted adds the
-        learned per-step overhead."""
+        really runs (a c that leaves a CUDA graph bucket part empty pays for all of it); predicted scales it by the
+        measured / profiled ratio."""
         fed = batch * self.candidates
         tokens = fed if run_tokens is None else np.array([run_tokens(n) for n in fed.tolist()])
         profiled = self.profiled(batch, tokens, prefix)
-        return np.maximum(profiled + self.overhead.per_step(batch), 0.5 * profiled), profiled
+        return profiled * self.latency_scale, profiled
 
     def choose(self, batch: int, prefix: float | None = None,
                run_tokens: Callable[[int], int] | None = None) -> int:
@@ -215,10 +214,10 @@ class ElasticController(ChunkController):
         i = record.chunk - 1
         if record.batch <= 0 or not 0 <= i < len(self.candidates):
             return
-        if record.measured_ms > 0:
+        if record.measured_ms > 0 and not record.prefill_tokens:
             profiled = (self._last_profiled if self._last_choice == (record.batch, record.chunk)
                         else self.cost_model.predict(record.batch, record.chunk))
-            self.overhead.observe(record.batch, record.prefill_tokens, record.measured_ms - profiled)
+            self.latency_scale += LATENCY_ALPHA * (record.measured_ms / profiled - self.latency_scale)
         n = self.requests()[i]
         value, b = record.committed_tokens / record.batch, record.batch
         if n * FAST_ALPHA >= 1.0 and self.estimate[i] > 0:
@@ -238,35 +237,6 @@ class ElasticController(ChunkController):
         if self.tpot_slo_ms is None or not self.count.any():
             return True
         return bool(np.any(self.step_times(running + 1)[0] <= self.tpot_slo_ms * self.bounds()[1]))
-
-
-class StepOverhead:
-    """Step time the profile does not explain, fitted online: measured - T(b, c) ~ o + r*b + p*prefill_tokens
-    (host work per step and per request, prefill riding along), by least squares that forget with a window of
-    ``OVERHEAD_WINDOW`` steps, shrunk towards the prior (o = r = 0, p = the profile's cost of one fed token).
-
-    Decisions charge ``per_step`` = o + r*b, which every extra step pays again; the prefill term is sunk (the same
-    prompts are prefilled whichever c runs) and only keeps steps with prefill from inflating the rest.
-    """
-
-    SCALE = np.array([1.0, 1 / 64, 1 / 1024])  # feature scales (1, b, prefill tokens), for conditioning
-
-    def __init__(self, token_ms: float):
-        self.prior_gram = np.eye(3) * OVERHEAD_PRIOR
-        self.prior_moment = self.prior_gram @ np.array([0.0, 0.0, token_ms / self.SCALE[2]])
-        self.gram, self.moment = np.zeros((3, 3)), np.zeros(3)
-        self.coef = np.linalg.solve(self.prior_gram, self.prior_moment)
-
-    def per_step(self, batch: int) -> float:
-        """Overhead in ms that a step of ``batch`` decoding requests adds to the profile."""
-        return float(self.coef[0] + self.coef[1] * batch * self.SCALE[1])
-
-    def observe(self, batch: int, prefill_tokens: int, residual_ms: float) -> None:
-        x = np.array([1.0, batch, prefill_tokens]) * self.SCALE
-        keep = 1.0 - 1.0 / OVERHEAD_WINDOW
-        self.gram = keep * self.gram + np.outer(x, x)
-        self.moment = keep * self.moment + x * residual_ms
-        self.coef = np.linalg.solve(self.gram + self.prior_gram, self.moment + self.prior_moment)
 
 
 def isotonic(values: np.ndarray, weights: np.ndarray) -> np.ndarray:

@@ -1,0 +1,53 @@
+"""Diagnostics: one open-loop rate point of one mode on a random-weight shape (acceptance replayed), then every
+step record the controller kept (batch, chunk, prefill tokens, predicted and measured ms, committed) as JSON.
+
+    python3 scripts/controller_trace.py --replay docs/benchmarks/acceptance-synthetic.json --rate 64 --out $OUT
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+from loadtest import bench
+from loadtest.driver import PointSpec, run_point
+from loadtest.scale import bench_args
+from loadtest.workload import token_prompts
+from optimus_backend.checkpoint import SHAPES
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shape", default="qwen3-8b")
+    parser.add_argument("--modes", default="elastic")
+    parser.add_argument("--replay", required=True)
+    parser.add_argument("--rate", type=float, default=64.0)
+    parser.add_argument("--prompt-len", type=int, default=256)
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    run_args = bench_args(argparse.Namespace(replay=args.replay, max_running=128, out=args.out), args.shape)
+    prompts = token_prompts(SHAPES[args.shape]["vocab_size"], args.prompt_len, 64)
+    params = {"max_tokens": args.max_tokens, "ignore_eos": True}
+    spec = PointSpec(prompts, params, args.duration, 15.0, 50.0)
+    for mode in args.modes.split(","):
+        with bench.open_target(run_args, bench.mode_config(run_args, mode), args.out, 64) as target:
+            bench.warm_up(target, prompts, params, 64)
+            first = target.engine.steps
+            row = run_point(target, args.rate, spec)
+            controller = target.engine.controller
+            records = [dataclasses.asdict(r) for r in controller.history if r.step >= first]
+            del target  # the next mode's engine needs this one's GPU memory
+        print(f"{mode}: {row['throughput_tok_s']:.0f} tok/s, {len(records)} steps", flush=True)
+        trace = {"mode": mode, "row": row, "records": records,
+                 "latency_scale": getattr(controller, "latency_scale", None)}
+        del controller
+        (args.out / f"trace_{mode.replace(':', '')}.json").write_text(json.dumps(trace))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
