@@ -75,9 +75,9 @@ class ChunkController:
         self.last_predicted_ms: float | None = None
 
     def choose(self, batch: int, prefix: float | None = None,
-               run_tokens: Callable[[int], int] | None = None) -> int:
+               step_tokens: Callable[[np.ndarray], np.ndarray] | None = None) -> int:
         """The chunk size for this step of ``batch`` decoding requests (``prefix``: their mean cached length;
-        ``run_tokens``: the tokens a step feeding this many really runs, CUDA graph padding included)."""
+        ``step_tokens``: the decode tokens the step really runs for each chunk size, default ``batch * c``)."""
         raise NotImplementedError
 
     def observe(self, record: StepRecord) -> None:
@@ -101,7 +101,7 @@ class FixedController(ChunkController):
         self.chunk = chunk
 
     def choose(self, batch: int, prefix: float | None = None,
-               run_tokens: Callable[[int], int] | None = None) -> int:
+               step_tokens: Callable[[np.ndarray], np.ndarray] | None = None) -> int:
         if self.cost_model is not None:
             self.last_predicted_ms = self.cost_model.predict(max(batch, 1), self.chunk, prefix)
         return self.chunk
@@ -183,19 +183,18 @@ class ElasticController(ChunkController):
         return np.array(times)
 
     def step_times(self, batch: int, prefix: float | None = None,
-                   run_tokens: Callable[[int], int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   step_tokens: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(predicted, profiled) T(batch, c) for every candidate. Profiled: the profile at the tokens the step
-        really runs (a c that leaves a CUDA graph bucket part empty pays for all of it); predicted scales it by the
-        measured / profiled ratio."""
-        fed = batch * self.candidates
-        tokens = fed if run_tokens is None else np.array([run_tokens(n) for n in fed.tolist()])
-        profiled = self.profiled(batch, tokens, prefix)
+        really runs (windows cut short feed less; a c that leaves a CUDA graph bucket part empty pays for all of
+        it); predicted scales it by the measured / profiled ratio."""
+        tokens = batch * self.candidates if step_tokens is None else step_tokens(self.candidates)
+        profiled = self.profiled(batch, np.maximum(tokens, 1), prefix)
         return profiled * self.latency_scale, profiled
 
     def choose(self, batch: int, prefix: float | None = None,
-               run_tokens: Callable[[int], int] | None = None) -> int:
+               step_tokens: Callable[[np.ndarray], np.ndarray] | None = None) -> int:
         batch = max(batch, 1)
-        times, profiled = self.step_times(batch, prefix, run_tokens)
+        times, profiled = self.step_times(batch, prefix, step_tokens)
         optimistic, pessimistic = self.bounds()
         rate = optimistic / times  # committed tokens per request per ms; the factor b is common to all c
         if self.tpot_slo_ms is not None:

@@ -115,13 +115,20 @@ class Request:
         return tuple(p for p in range(positions.start, end)
                      if not self.committed[p] and (out_block or p < block_end))
 
-    def _plan_reuse(self, chunk: int, out_block: bool) -> StepPlan:
+    def window(self, out_block: bool = False) -> tuple[int, int]:
+        """(tail, room) of a prefix-reuse window: chunk c feeds min(tail + c, room) positions (an uncached prompt
+        tail rides along; the window ends at the first MASK block's end, or the sequence's with ``out_block``)."""
         first_mask = self.first_mask()
         limit = self.total_len if out_block else min((first_mask // self.block_size + 1) * self.block_size, self.total_len)
+        target_start = self.cached_len + self.shift
+        return max(target_start, self.prompt_len) - target_start, limit - target_start
+
+    def _plan_reuse(self, chunk: int, out_block: bool) -> StepPlan:
+        first_mask = self.first_mask()
         start = self.cached_len
         target_start = start + self.shift
-        # an uncached prompt tail rides along: c counts the generated positions of the window
-        target_end = min(max(target_start, self.prompt_len) + chunk, limit)
+        tail, room = self.window(out_block)
+        target_end = target_start + min(tail + chunk, room)
         fed_end = target_end - self.shift
         run_end = start
         while run_end < fed_end and self.committed[run_end]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import deque
 from typing import Callable
 
+import numpy as np
+
 from .controller import ChunkController
 from .kv_cache import PagedKVCache
 from .request import Request, StepPlan
@@ -46,14 +48,27 @@ class Scheduler:
         if not self.running:
             return 0, []
         prefilling = [r for r in self.running if not r.prefilled]  # these only prefill this step
-        decoding = max(len(self.running) - len(prefilling), 1)
-        prefill = sum(r.prefill_end() for r in prefilling)
-        run_tokens = None
-        if self.padded_tokens is not None:
-            requests, pad = len(self.running), self.padded_tokens
-            run_tokens = lambda tokens: pad(requests, tokens + prefill) - prefill  # noqa: E731
-        chunk = self.controller.choose(decoding, run_tokens=run_tokens)
+        decoding = [r for r in self.running if r.prefilled]
+        chunk = self.controller.choose(max(len(decoding), 1), step_tokens=self._step_tokens(decoding, prefilling))
         return chunk, [(r, r.plan(chunk, self.prefix_reuse, self.out_block)) for r in self.running]
+
+    def _step_tokens(self, decoding: list[Request], prefilling: list[Request]) -> Callable[[np.ndarray], np.ndarray]:
+        """Decode tokens a step really runs for each chunk size: windows cut at their block's end feed less than
+        c, and the step runs its CUDA graph bucket's tokens."""
+        prefill = sum(r.prefill_end() for r in prefilling)
+        requests = len(self.running)
+        if self.prefix_reuse and decoding:
+            tail, room = np.array([r.window(self.out_block) for r in decoding]).T
+        else:
+            tail, room = np.zeros(len(decoding), int), np.full(len(decoding), np.iinfo(np.int64).max)
+
+        def step_tokens(chunks: np.ndarray) -> np.ndarray:
+            fed = np.minimum(tail[:, None] + chunks[None, :], room[:, None]).sum(axis=0) if decoding else chunks
+            if self.padded_tokens is None:
+                return fed
+            return np.array([self.padded_tokens(requests, n + prefill) - prefill for n in fed.tolist()])
+
+        return step_tokens
 
     def remove(self, request: Request) -> None:
         """Drops a finished or aborted request and frees its pages."""

@@ -145,13 +145,34 @@ def test_pays_for_cuda_graph_padding(cost):
     assert rate[best_chunk(batch, EASY) - 1] < 0.95 * rate.max()  # ignoring padding would lose 7%
     controller, chosen = ElasticController(cost, B), []
     for step in range(1500):
-        chunk = controller.choose(batch, run_tokens=pad)
+        chunk = controller.choose(batch, step_tokens=lambda chunks: np.array([pad(batch * c) for c in chunks]))
         mean = batch * EASY[chunk - 1]
         committed = int(math.floor(mean) + (rng.random() < mean - math.floor(mean)))
         controller.observe(StepRecord(step, batch, chunk, batch * chunk, committed, true_ms[chunk - 1]))
         chosen.append(chunk)
     assert np.mean([rate[c - 1] for c in chosen[500:]]) > 0.99 * rate.max()
     assert controller.latency_scale == pytest.approx(1.0, rel=0.01)  # the padding is priced, not mistaken for slowness
+
+
+def test_prices_windows_cut_at_the_block_end(cost):
+    """A request near its block's end feeds fewer than c positions: the controller prices the tokens the step really
+    feeds, so large c are not overcharged (pricing b * c would pick a smaller c and lose)."""
+    batch, rng = 96, np.random.default_rng(7)
+    room = rng.integers(1, B + 1, batch)  # positions left before each request's block ends
+    fed = np.array([np.minimum(c, room).sum() for c in CHUNKS])
+    expected = np.array([np.minimum(c, room).mean() * 0.5 for c in CHUNKS])  # commits grow with what is seen
+    true_ms = np.array([step_ms(batch, n / batch) for n in fed])
+    rate = expected / true_ms
+    nominal = expected / np.array([step_ms(batch, c) for c in CHUNKS])
+    assert rate[int(np.argmax(nominal))] < 0.95 * rate.max()
+    controller, chosen = ElasticController(cost, B), []
+    for step in range(1500):
+        chunk = controller.choose(batch, step_tokens=lambda chunks: np.array([fed[c - 1] for c in chunks]))
+        mean = batch * expected[chunk - 1]
+        committed = int(math.floor(mean) + (rng.random() < mean - math.floor(mean)))
+        controller.observe(StepRecord(step, batch, chunk, int(fed[chunk - 1]), committed, true_ms[chunk - 1]))
+        chosen.append(chunk)
+    assert np.mean([rate[c - 1] for c in chosen[500:]]) > 0.99 * rate.max()
 
 
 def test_never_breaks_a_keepable_slo(cost):

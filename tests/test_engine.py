@@ -29,7 +29,7 @@ class ScriptedController:
         self.step = 0
         self.last_predicted_ms = None
 
-    def choose(self, batch: int, prefix=None, run_tokens=None) -> int:
+    def choose(self, batch: int, prefix=None, step_tokens=None) -> int:
         return self.chunks[min(self.step, len(self.chunks) - 1)]
 
     def observe(self, record) -> None:
@@ -209,3 +209,26 @@ def test_threaded_engine_streams_and_shuts_down(tiny_checkpoint):
         assert engine.stats()["kv_pages_used"] == 0 and engine.stats()["total_finished"] == 4
     finally:
         engine.shutdown()
+
+
+@pytest.mark.parametrize("causal,out_block", [(False, False), (False, True), (True, False)])
+def test_window_predicts_what_each_chunk_feeds(causal, out_block):
+    """The scheduler prices chunk sizes with Request.window: min(tail + c, room) must be what plan(c) feeds, at
+    every state a request passes through (random commits, prompt tails, windows cut at block ends)."""
+    import random
+
+    from conftest import tiny_model_config
+    from optimus_backend.request import Request, StepKind
+
+    rng = random.Random(0)
+    cfg = tiny_model_config(50, causal)
+    request = Request.for_model("r", [rng.randrange(3, 50) for _ in range(13)], SamplingParams(max_tokens=40), cfg)
+    request.apply(request.plan(1), {})  # prefill
+    while not request.finished:
+        tail, room = request.window(out_block)
+        for chunk in (1, 3, 8, 20):
+            plan = request.plan(chunk, out_block=out_block)
+            assert plan.kind is StepKind.DECODE and plan.fed_len == min(tail + chunk, room)
+        plan = request.plan(rng.choice((1, 3, 8)), out_block=out_block)
+        picks = [p for p in plan.scored if rng.random() < 0.5] or list(plan.scored[:1])
+        request.apply(plan, {p: rng.randrange(3, 50) for p in picks})
