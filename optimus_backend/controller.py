@@ -123,7 +123,7 @@ class ElasticController(ChunkController):
         self.surprise = 1.0  # fast moving average of observed / estimated E at the chosen c
         self.latency_scale = 1.0  # moving average of measured / profiled time of steps without prefill
         self.steps = 0
-        self._times: dict[tuple[int, int, int | None], float] = {}  # (batch, tokens, prefix bucket) -> ms
+        self._curves: dict[tuple[int, int | None], Callable] = {}  # (batch, prefix bucket) -> T as a function of c
         self._last_choice: tuple[int, int] | None = None  # (batch, chunk) of the last choice, and its profiled ms
         self._last_profiled = 0.0
 
@@ -169,18 +169,15 @@ class ElasticController(ChunkController):
         return np.maximum(optimistic, 1e-6), np.minimum(np.maximum(lower, low), optimistic)
 
     def profiled(self, batch: int, tokens: np.ndarray, prefix: float | None = None) -> np.ndarray:
-        """The profile's T for steps of ``batch`` requests running ``tokens`` decode tokens in all (cached)."""
+        """The profile's T for steps of ``batch`` requests running ``tokens`` decode tokens in all."""
         bucket = None if prefix is None else int(prefix) // PREFIX_BUCKET
-        at = None if bucket is None else (bucket + 0.5) * PREFIX_BUCKET
-        if len(self._times) > 64 * HISTORY_LEN:
-            self._times.clear()
-        times = []
-        for count in tokens.tolist():
-            key = (batch, count, bucket)
-            if key not in self._times:
-                self._times[key] = self.cost_model.predict(batch, count / batch, at)
-            times.append(self._times[key])
-        return np.array(times)
+        key = (batch, bucket)
+        if key not in self._curves:
+            if len(self._curves) > HISTORY_LEN:
+                self._curves.clear()
+            at = None if bucket is None else (bucket + 0.5) * PREFIX_BUCKET
+            self._curves[key] = self.cost_model.chunk_curve(batch, at)
+        return self._curves[key](tokens / batch)
 
     def step_times(self, batch: int, prefix: float | None = None,
                    step_tokens: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -13,6 +13,7 @@ import itertools
 import json
 import re
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -101,6 +102,22 @@ class CostModel:
             if weight > 0.0:
                 residual += weight * self._residual[tuple(index)]
         return max(self.fit(b, c, p) + residual, 1e-3)
+
+    def chunk_curve(self, b: float, prefix: float | None = None) -> Callable[[np.ndarray], np.ndarray]:
+        """T(b, c, prefix) as a function of many (fractional) c at once, for a fixed b and prefix: exact, since T is
+        linear in c between measured chunk sizes and follows the fit's slope outside them."""
+        grid = self.chunks
+        at_grid = np.array([self.predict(b, c, prefix) for c in grid])
+        slope = self.coef["alpha"] * b + self.coef["gamma"]
+
+        def curve(chunks: np.ndarray) -> np.ndarray:
+            chunks = np.asarray(chunks, float)
+            inside = np.interp(chunks, grid, at_grid)
+            below = at_grid[0] + slope * (chunks - grid[0])
+            above = at_grid[-1] + slope * (chunks - grid[-1])
+            return np.maximum(np.where(chunks < grid[0], below, np.where(chunks > grid[-1], above, inside)), 1e-3)
+
+        return curve
 
     def table(self, b: float, chunks: list[int], prefix: float | None = None) -> np.ndarray:
         """T(b, c, prefix) for every c in ``chunks``."""

@@ -53,19 +53,18 @@ class Scheduler:
         return chunk, [(r, r.plan(chunk, self.prefix_reuse, self.out_block)) for r in self.running]
 
     def _step_tokens(self, decoding: list[Request], prefilling: list[Request]) -> Callable[[np.ndarray], np.ndarray]:
-        """Decode tokens a step really runs for each chunk size: windows cut at their block's end feed less than
-        c, and the step runs its CUDA graph bucket's tokens."""
-        prefill = sum(r.prefill_end() for r in prefilling)
-        requests = len(self.running)
-        if self.prefix_reuse and decoding:
-            tail, room = np.array([r.window(self.out_block) for r in decoding]).T
-        else:
-            tail, room = np.zeros(len(decoding), int), np.full(len(decoding), np.iinfo(np.int64).max)
+        """Decode tokens a step really runs for each chunk size (computed only if the controller asks): windows
+        cut at their block's end feed less than c, and the step runs its CUDA graph bucket's tokens."""
 
         def step_tokens(chunks: np.ndarray) -> np.ndarray:
-            fed = np.minimum(tail[:, None] + chunks[None, :], room[:, None]).sum(axis=0) if decoding else chunks
+            if self.prefix_reuse and decoding:
+                tail, room = np.array([r.window(self.out_block) for r in decoding]).T
+                fed = np.minimum(tail[:, None] + chunks[None, :], room[:, None]).sum(axis=0)
+            else:
+                fed = max(len(decoding), 1) * chunks
             if self.padded_tokens is None:
                 return fed
+            prefill, requests = sum(r.prefill_end() for r in prefilling), len(self.running)
             return np.array([self.padded_tokens(requests, n + prefill) - prefill for n in fed.tolist()])
 
         return step_tokens

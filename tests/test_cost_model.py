@@ -75,3 +75,16 @@ def test_plot_writes_a_png(tmp_path):
     model = CostModel({key: smooth(*key) for key in GRID}, {"model": "toy"})
     path = plot(model, tmp_path / "t.png")
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_chunk_curve_matches_predict_at_fractional_chunks():
+    """The vectorized curve the controller prices steps with equals predict() at any c, inside and outside the
+    measured chunk sizes, at measured and unmeasured batch sizes and prefixes."""
+    rng = np.random.default_rng(3)
+    points = {(b, c, p): float(rng.uniform(1, 50)) + 0.01 * b * c for b in (1, 8, 64) for c in (1, 4, 16)
+              for p in (256, 1024)}
+    model = CostModel(points)
+    chunks = rng.uniform(0.2, 40, 200)
+    for b, prefix in ((8, 256), (30, 700), (100, None)):
+        expected = np.array([model.predict(b, c, prefix) for c in chunks])
+        assert np.allclose(model.chunk_curve(b, prefix)(chunks), expected, rtol=1e-9, atol=1e-9)
