@@ -100,10 +100,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default: the profile cache)")
     parser.add_argument("--plot", type=Path, default=None, help="PNG heat map / curves")
+    parser.add_argument("--install", type=Path, nargs="+", metavar="JSON",
+                        help="copy saved profiles into the profile cache (named by their model + device + dtype) "
+                             "and exit, e.g. the committed H100 profiles before a scale run")
+
+
+def install(paths: list[Path], cache_dir: Path = PROFILE_DIR) -> list[Path]:
+    """Copies saved profiles into ``cache_dir`` under the names the engine looks for; returns the new paths."""
+    installed = []
+    for path in paths:
+        model = CostModel.load(path)
+        installed.append(model.save(cache_dir / cache_name(model.meta)))
+    return installed
 
 
 def run(args: argparse.Namespace) -> int:
     from .engine import Engine
+
+    if args.install:
+        for path in install(args.install):
+            print(f"installed {path}")
+        return 0
 
     engine = Engine(engine_config_from_args(args, mode="bd", max_running=max(args.batches)), start=False)
     model = profile(engine, args.batches, args.chunks, args.prefixes, args.repeats)

@@ -11,9 +11,5 @@ for target in ${PROFILE_TARGETS:---checkpoint=models/optimus-tiny --shape=qwen3-
   name=$(basename "${target#*=}")
   python3 -m optimus_backend.cli profile "$target" --device cuda ${PROFILE_ARGS:-} \
     --out "$OUT/profile_${name}.json" 2>&1 | grep -v "profiling T" | tail -5 | tee -a "$OUT/gpu_check.log"
-  mkdir -p .cache/profiles && python3 - "$OUT/profile_${name}.json" <<'EOF'
-import shutil, sys
-from optimus_backend.cost_model import CostModel, cache_name
-shutil.copy(sys.argv[1], f".cache/profiles/{cache_name(CostModel.load(sys.argv[1]).meta)}")
-EOF
+  python3 -m optimus_backend.cli profile --install "$OUT/profile_${name}.json"
 done

@@ -88,3 +88,13 @@ def test_chunk_curve_matches_predict_at_fractional_chunks():
     for b, prefix in ((8, 256), (30, 700), (100, None)):
         expected = np.array([model.predict(b, c, prefix) for c in chunks])
         assert np.allclose(model.chunk_curve(b, prefix)(chunks), expected, rtol=1e-9, atol=1e-9)
+
+
+def test_install_puts_profiles_where_the_engine_looks(tmp_path):
+    from optimus_backend.config import PROJECT_ROOT
+    from optimus_backend.profiler import install
+
+    source = PROJECT_ROOT / "docs" / "benchmarks" / "profile_qwen3-8b.json"
+    (path,) = install([source], tmp_path)
+    assert path == tmp_path / "qwen3-8b__NVIDIA_H100_80GB_HBM3__bfloat16.json"
+    assert CostModel.load(path).points == CostModel.load(source).points
