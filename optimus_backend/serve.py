@@ -7,7 +7,6 @@ import dataclasses
 import os
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -97,17 +96,17 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("optimus serve: interrupted while loading", file=sys.stderr)
         return 130
-    stop = threading.Event()
+    stop_signals: list[int] = []  # a handler must take no lock: it runs in the main thread, maybe inside one
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, lambda signum, _frame: stop_signals.append(signum))
     print(f"\nOptimus is serving (mode {config.mode}, checkpoint {config.checkpoint or config.shape}), "
           f"ready in {time.monotonic() - started:.1f} s:\n"
           f"  HTTP     {server.http_url}/v2/models/{MODEL_NAME}/generate[_stream]\n"
           f"  gRPC     {server.grpc_url}\n"
           f"  metrics  {server.metrics_url}\n"
           f"Try:\n{_client_hint(server)}\nCtrl-C stops the server.\n", flush=True)
-    while not stop.is_set() and server.process.poll() is None:
-        stop.wait(0.5)
+    while not stop_signals and server.process.poll() is None:
+        time.sleep(0.2)
     died = server.process.poll()
     code = server.stop()
     if died is not None:
