@@ -42,6 +42,7 @@ from .cost_model import CostModel
 HISTORY_LEN = 4096  # step records kept for metrics and plots
 EMA_ALPHA = 0.003  # weight of one request's observation in E[c]
 FAST_ALPHA = 0.05  # the same for the surprise (observed / estimated E) that detects acceptance shifts
+MAX_SURPRISE_STEP_WEIGHT = 0.25  # at most this weight for one step in the surprise: a shift must last a few steps
 MAX_STEP_WEIGHT = 0.02  # at most this weight for one step however large the batch (its requests are correlated)
 MIN_SAMPLES = 8  # requests behind an estimate before it can veto the E[c]/c bound
 Z = 0.7  # standard errors of an estimate in its confidence bounds (variance taken as the mean)
@@ -217,7 +218,8 @@ class ElasticController(ChunkController):
         n = self.requests()[i]
         value, b = record.committed_tokens / record.batch, record.batch
         if n * FAST_ALPHA >= 1.0 and self.estimate[i] > 0:
-            self.surprise += (1.0 - (1.0 - FAST_ALPHA) ** b) * (value / self.estimate[i] - self.surprise)
+            weight = min(1.0 - (1.0 - FAST_ALPHA) ** b, MAX_SURPRISE_STEP_WEIGHT)
+            self.surprise += weight * (value / self.estimate[i] - self.surprise)
             if abs(self.surprise - 1.0) > self.drift:  # acceptance shifted: forget every other c
                 self.count[:], self.surprise = 0.0, 1.0
                 n = min(n, 1.0 / FAST_ALPHA)  # keep this one, but let it move fast

@@ -1,5 +1,6 @@
 """Chunk controllers against a synthetic cost model and synthetic acceptance (CPU, fast)."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -225,3 +226,19 @@ def test_every_decision_is_recorded_with_its_prediction(cost):
     fixed = FixedController(4, cost)
     fixed.observe(StepRecord(0, 2, fixed.choose(2), 8, 3, 5.0))
     assert fixed.history[0].predicted_ms == pytest.approx(cost.predict(2, 4))
+
+
+def test_one_odd_step_of_a_large_batch_forgets_nothing(cost):
+    """The requests of one step are correlated (a burst admitted together sits at the same place in its blocks):
+    one step far from the estimate must not pass for an acceptance shift, while a lasting one still does."""
+    rng = np.random.default_rng(8)
+    controller = ElasticController(cost, B)
+    for step in range(300):
+        feedback(controller, step % 4 * 4 + 4, 128, EASY, rng, step)  # c = 4, 8, 12, 16 all measured
+    known = controller.requests() > 0
+    odd = StepRecord(300, 128, 16, 128 * 16, int(1.8 * 128 * EASY[15]), 10.0)
+    controller.observe(odd)
+    assert np.all(controller.requests()[known] > 0)
+    for step in range(301, 306):  # the same surprise, step after step: a real shift
+        controller.observe(dataclasses.replace(odd, step=step))
+    assert np.any(controller.requests()[known] == 0)  # estimates forgotten, relearning
