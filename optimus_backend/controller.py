@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import dataclasses
 from collections import deque
-from typing import Callable
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
