@@ -115,10 +115,11 @@ class Request:
         return tuple(p for p in range(positions.start, end)
                      if not self.committed[p] and (out_block or p < block_end))
 
-    def window(self, out_block: bool = False) -> tuple[int, int]:
+    def window(self, out_block: bool = False, first_mask: int | None = None) -> tuple[int, int]:
         """(tail, room) of a prefix-reuse window: chunk c feeds min(tail + c, room) positions (an uncached prompt
-        tail rides along; the window ends at the first MASK block's end, or the sequence's with ``out_block``)."""
-        first_mask = self.first_mask()
+        tail rides along; the window ends at the first MASK block's end, or the sequence's with ``out_block``).
+        ``first_mask``: the caller's ``first_mask()``, if it has it."""
+        first_mask = self.first_mask() if first_mask is None else first_mask
         limit = self.total_len if out_block else min((first_mask // self.block_size + 1) * self.block_size, self.total_len)
         target_start = self.cached_len + self.shift
         return max(target_start, self.prompt_len) - target_start, limit - target_start
@@ -127,7 +128,7 @@ class Request:
         first_mask = self.first_mask()
         start = self.cached_len
         target_start = start + self.shift
-        tail, room = self.window(out_block)
+        tail, room = self.window(out_block, first_mask)
         target_end = target_start + min(tail + chunk, room)
         fed_end = target_end - self.shift
         run_end = start
