@@ -1,7 +1,8 @@
 """Discrete-event load simulator: replays a cost model T(b, c) and acceptance statistics under a request load.
 
 Each simulated step takes T(b, c) from the cost model (plus prefill of the prompts admitted this step and, if set,
-host time per step and per request), and each running request commits a number of tokens drawn from the acceptance distribution at c. Policies:
+host time per step and per request), and each running request commits a number of tokens drawn from the
+acceptance distribution at c. Policies:
 ``elastic`` (the ElasticController), ``chunk:c`` (fixed c with prefix-KV reuse), ``bd`` (c = B without reuse: feeds
 the whole block and spends one extra clean pass per finished block) and ``ar`` (c = 1, one token per step).
 Arrivals are Poisson with a rate that follows a schedule (steady, steps, ramps); batching is continuous.
