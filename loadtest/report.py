@@ -17,7 +17,8 @@ SWEEP_COLUMNS = LABELS + [
     "rate_rps", "achieved_rps", "requests", "completed", "failed", "unfinished", "output_tokens",
     "throughput_tok_s", "request_throughput_rps",
     "ttft_p50_ms", "ttft_p90_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p90_ms", "tpot_p99_ms",
-    "e2e_p50_ms", "e2e_p90_ms", "e2e_p99_ms", "mean_chunk", "mean_running", "max_kv_pages_used", "kv_pages_total", "host_ms_per_step", "step_over_predicted", "slo_ok"]
+    "e2e_p50_ms", "e2e_p90_ms", "e2e_p99_ms", "mean_chunk", "mean_running", "max_kv_pages_used", "kv_pages_total",
+    "host_ms_per_step", "step_over_predicted", "slo_ok"]
 CAPACITY_COLUMNS = LABELS + ["slo_ms", "capacity_rps", "capacity_interp_rps", "max_rate_tested",
                              "max_throughput_tok_s"]
 OFFLINE_COLUMNS = LABELS + ["batch", "completed", "output_tokens", "seconds", "tokens_per_s", "mean_chunk"]
