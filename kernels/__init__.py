@@ -26,6 +26,22 @@ class Kernels:
     silu_mul: Callable
 
 
+KV_LAYOUTS = ("token-major", "head-major")
+
+
+def page_pool(num_pages: int, page_size: int, kv_heads: int, head_dim: int, layout: str, **factory) -> torch.Tensor:
+    """An uninitialized KV page pool as every kernel indexes it, ``[num_pages, page_size, Hkv, D]``.
+
+    "token-major" stores it so; "head-major" stores ``[num_pages, Hkv, page_size, D]`` (one contiguous
+    page_size x D block per page and KV head) behind a transposed view. The kernels address the cache through
+    its strides, so both layouts run the same code; only the memory access pattern differs."""
+    if layout == "token-major":
+        return torch.empty(num_pages, page_size, kv_heads, head_dim, **factory)
+    if layout == "head-major":
+        return torch.empty(num_pages, kv_heads, page_size, head_dim, **factory).transpose(1, 2)
+    raise ValueError(f"kv_layout: unknown layout {layout!r} (known: {', '.join(KV_LAYOUTS)})")
+
+
 def get_kernels(device: torch.device | str) -> Kernels:
     """Triton kernels on a CUDA device, PyTorch references on any other."""
     if torch.device(device).type == "cuda":

@@ -25,6 +25,7 @@ if "--smoke" in sys.argv:
 import torch  # noqa: E402
 import triton  # noqa: E402
 
+from kernels import KV_LAYOUTS  # noqa: E402
 from kernels.bench_attention import bench_attention, paged_batch, tune_chunk_attention  # noqa: E402
 from kernels.bench_timing import Timer, memory_bandwidths  # noqa: E402
 from kernels.chunk_attention import _chunk_attention_kernel, chunk_attention, store_kv  # noqa: E402
@@ -36,8 +37,8 @@ def rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
     return ((out.double() - ref.double()).norm() / ref.double().norm()).item()
 
 
-def check_correctness(device: torch.device, heads: tuple[int, int, int]) -> dict:
-    """Max relative error of each kernel against its reference on the device, bf16."""
+def check_correctness(device: torch.device, heads: tuple[int, int, int], layout: str) -> dict:
+    """Max relative error of each kernel against its reference on the device, bf16, KV pages in ``layout``."""
     q_heads, kv_heads, head_dim = heads
     results = {}
     cases = {
@@ -50,11 +51,11 @@ def check_correctness(device: torch.device, heads: tuple[int, int, int]) -> dict
         cases["b32_c32_P2048"] = ((32,) * 32, (2048,) * 32, head_dim, 16, 32, None)
         cases["b2_c1_P8192"] = ((1, 1), (8192, 8000), head_dim, 16, 32, None)
     for name, (windows, prefixes, dim, page_size, block_size, split_len) in cases.items():
-        batch = paged_batch(windows, prefixes, q_heads, kv_heads, dim, page_size, torch.bfloat16, device)
+        batch = paged_batch(windows, prefixes, q_heads, kv_heads, dim, page_size, torch.bfloat16, device, layout)
         out = chunk_attention(**batch, block_size=block_size, scale=dim**-0.5, split_len=split_len)
         ref = chunk_attention_reference(**batch, block_size=block_size, scale=dim**-0.5)
         results[f"chunk_attention/{name}"] = rel_error(out, ref)
-    batch = paged_batch((5, 3), (40, 7), q_heads, kv_heads, head_dim, 16, torch.bfloat16, device)
+    batch = paged_batch((5, 3), (40, 7), q_heads, kv_heads, head_dim, 16, torch.bfloat16, device, layout)
     slots = torch.tensor([3, 4, -1, 17, 15, 16, -1, 0], device=device)
     caches = [batch["k_cache"].clone(), batch["v_cache"].clone()]
     store_kv(batch["k"], batch["v"], batch["k_cache"], batch["v_cache"], slots)
@@ -153,11 +154,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--flex-windows", type=int, nargs="*", default=[1, 4, 8, 16])
     parser.add_argument("--no-flex", dest="flex", action="store_false")
     parser.add_argument("--max-kv-gb", type=float, default=40.0)
+    parser.add_argument("--layout", choices=KV_LAYOUTS, default=KV_LAYOUTS[0], help="memory order of the KV pages")
+    parser.add_argument("--batches", type=int, nargs="*", help="attention batch sizes (default: the issue's grid)")
+    parser.add_argument("--windows", type=int, nargs="*", help="attention window sizes c")
+    parser.add_argument("--prefixes", type=int, nargs="*", help="attention prefix lengths P")
     args = parser.parse_args()
     full = not args.smoke
-    args.batches = [1, 4, 16, 64, 128, 256] if full else [1, 3]
-    args.windows = [1, 4, 8, 16, 32] if full else [1, 4]
-    args.prefixes = [512, 2048, 8192] if full else [16, 40]
+    args.batches = args.batches or ([1, 4, 16, 64, 128, 256] if full else [1, 3])
+    args.windows = args.windows or ([1, 4, 8, 16, 32] if full else [1, 4])
+    args.prefixes = args.prefixes or ([512, 2048, 8192] if full else [16, 40])
     args.rows = [128, 1024, 4096] if full else [4]
     args.vocabs = [151936, 8192] if full else [3000]
     args.tune_batch = 64 if full else 2
@@ -187,6 +192,7 @@ def main() -> None:
         triton=triton.__version__,
         heads=dict(q=heads[0], kv=heads[1], head_dim=heads[2]),
         page_size=16,
+        kv_layout=args.layout,
         dtype="bfloat16",
         timing="ms, median of CUDA-graph replays of one call, L2 flushed before each (do_bench where capture failed)",
     )
@@ -203,7 +209,7 @@ def main() -> None:
         f"read {report['read_bandwidth_Bps'] * 1e-12:.2f} TB/s",
         flush=True,
     )
-    report["max_rel_error"] = check_correctness(device, heads)
+    report["max_rel_error"] = check_correctness(device, heads, args.layout)
     save()
     report["confidence"] = bench_confidence(args, device, time_ms, hidden_size)
     save()

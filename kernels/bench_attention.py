@@ -8,12 +8,13 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from kernels import page_pool
 from kernels.bench_timing import Timer
 from kernels.chunk_attention import chunk_attention, plan_launch
 
 
-def paged_batch(windows, prefixes, q_heads, kv_heads, head_dim, page_size, dtype, device):
-    """Random windows over random prefixes stored in shuffled 'page_size'-token pages."""
+def paged_batch(windows, prefixes, q_heads, kv_heads, head_dim, page_size, dtype, device, layout="token-major"):
+    """Random windows over random prefixes stored in shuffled 'page_size'-token pages (of ``layout``)."""
     pages_per_request = max(1, max(-(-p // page_size) for p in prefixes))
     num_pages = len(windows) * pages_per_request
     tokens = sum(windows)
@@ -24,8 +25,8 @@ def paged_batch(windows, prefixes, q_heads, kv_heads, head_dim, page_size, dtype
         v=torch.randn(tokens, kv_heads, head_dim, device=device, dtype=dtype),
         positions=torch.cat([torch.arange(p, p + w, device=device) for w, p in zip(windows, prefixes)]).int(),
         cu_seqlens=cu_seqlens,
-        k_cache=torch.randn(num_pages, page_size, kv_heads, head_dim, device=device, dtype=dtype),
-        v_cache=torch.randn(num_pages, page_size, kv_heads, head_dim, device=device, dtype=dtype),
+        k_cache=page_pool(num_pages, page_size, kv_heads, head_dim, layout, device=device, dtype=dtype).normal_(),
+        v_cache=page_pool(num_pages, page_size, kv_heads, head_dim, layout, device=device, dtype=dtype).normal_(),
         page_table=torch.randperm(num_pages, device=device).int().view(len(windows), pages_per_request),
         prefix_lens=torch.tensor(prefixes, device=device, dtype=torch.int32),
     )
@@ -100,7 +101,8 @@ def tune_chunk_attention(args, device: torch.device, heads: tuple[int, int, int]
     q_heads, kv_heads, head_dim = heads
     prefix = args.prefixes[len(args.prefixes) // 2]
     for window in args.windows:
-        batch = paged_batch([window] * args.tune_batch, [prefix] * args.tune_batch, q_heads, kv_heads, head_dim, 16, torch.bfloat16, device)
+        batch = paged_batch([window] * args.tune_batch, [prefix] * args.tune_batch, q_heads, kv_heads, head_dim, 16,
+                            torch.bfloat16, device, args.layout)
         chunk_attention(**batch, block_size=32, scale=head_dim**-0.5)
 
 
@@ -120,7 +122,8 @@ def bench_attention(args, device, time_ms: Timer, copy_bps: float, heads, starte
         if kv_bytes > args.max_kv_gb * 1e9 or time.time() > started + args.budget_s:
             row["skipped"] = "kv over limit" if kv_bytes > args.max_kv_gb * 1e9 else "time budget"
             continue
-        batch = paged_batch([c] * b, [prefix] * b, q_heads, kv_heads, head_dim, page_size, torch.bfloat16, device)
+        batch = paged_batch([c] * b, [prefix] * b, q_heads, kv_heads, head_dim, page_size, torch.bfloat16, device,
+                            args.layout)
         timed_or_error(row, "ours", time_ms, lambda: lambda: chunk_attention(**batch, block_size=block_size, scale=scale))
         plan = plan_launch(b * c, b, q_heads // kv_heads, kv_heads, batch["page_table"].shape[1] * page_size, device)
         row["block_q"], row["splits"] = plan.block_q, plan.num_splits

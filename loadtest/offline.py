@@ -23,6 +23,7 @@ def measure_batch(target, prompts: list, params: dict, batch: int) -> dict:
                 chunks.append(chunk)
 
     sampler = threading.Thread(target=sample, daemon=True)
+    before = target.stats()
     sampler.start()
     start = time.perf_counter()
     records = [RequestRecord(arrival=start, deadline=start + TIMEOUT_S) for _ in range(batch)]
@@ -35,7 +36,22 @@ def measure_batch(target, prompts: list, params: dict, batch: int) -> dict:
     sampler.join()
     tokens = sum(r.output_tokens for r in records if r.ok)
     return {"batch": batch, "completed": sum(r.ok for r in records), "output_tokens": tokens, "seconds": elapsed,
-            "tokens_per_s": tokens / elapsed, "mean_chunk": sum(chunks) / len(chunks) if chunks else float("nan")}
+            "tokens_per_s": tokens / elapsed, "mean_chunk": sum(chunks) / len(chunks) if chunks else float("nan"),
+            **step_accounting(before, target.stats(), elapsed)}
+
+
+def step_accounting(before: dict, after: dict, elapsed: float) -> dict:
+    """Engine steps between two stats snapshots, their mean whole-step and forward time, and the share of the
+    elapsed time spent inside steps (the rest is the loop waiting or the host outside steps). NaN where the
+    target's stats don't carry the engine's step totals (the Triton path)."""
+    if "total_step_ms" not in before or "total_step_ms" not in after or after["steps"] == before["steps"]:
+        nan = float("nan")
+        return {"steps": nan, "step_ms_mean": nan, "forward_ms_mean": nan, "in_step_share": nan}
+    steps = after["steps"] - before["steps"]
+    step_ms = after["total_step_ms"] - before["total_step_ms"]
+    return {"steps": steps, "step_ms_mean": step_ms / steps,
+            "forward_ms_mean": (after["total_forward_ms"] - before["total_forward_ms"]) / steps,
+            "in_step_share": step_ms / 1e3 / elapsed}
 
 
 def throughput_vs_batch(target, prompts: list, params: dict, batches: list[int]) -> list[dict]:

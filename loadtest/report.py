@@ -21,7 +21,8 @@ SWEEP_COLUMNS = LABELS + [
     "host_ms_per_step", "step_over_predicted", "slo_ok"]
 CAPACITY_COLUMNS = LABELS + ["slo_ms", "capacity_rps", "capacity_interp_rps", "max_rate_tested",
                              "max_throughput_tok_s"]
-OFFLINE_COLUMNS = LABELS + ["batch", "completed", "output_tokens", "seconds", "tokens_per_s", "mean_chunk"]
+OFFLINE_COLUMNS = LABELS + ["batch", "completed", "output_tokens", "seconds", "tokens_per_s", "mean_chunk", "steps",
+                             "step_ms_mean", "forward_ms_mean", "in_step_share"]
 PLOTS = ["throughput_vs_rate.png", "tpot_p90_vs_rate.png", "chunk_vs_load.png", "slo_capacity.png",
          "offline_vs_batch.png"]
 BASELINES = {"ar": "AR", "bd": "BD"}

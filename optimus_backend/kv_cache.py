@@ -7,21 +7,28 @@ import math
 import torch
 from torch import Tensor
 
+from kernels import page_pool
+
 from .model import ModelConfig
 
 
 class PagedKVCache:
-    """Per layer ``k[layer], v[layer]: [num_pages, page_size, Hkv, D]``; position p of a request lives in
-    page ``table[p // page_size]`` at offset ``p % page_size``.
+    """Per layer ``k[layer], v[layer]: [num_pages, page_size, Hkv, D]`` (stored in ``layout``, see
+    ``kernels.page_pool``); position p of a request lives in page ``table[p // page_size]`` at offset
+    ``p % page_size``.
 
     A request reserves the pages for its whole length when admitted (so it can never run out mid-flight)
     and takes them from the pool as it grows; finishing or aborting returns them.
     """
 
-    def __init__(self, cfg: ModelConfig, num_pages: int, page_size: int, device: torch.device, dtype: torch.dtype):
-        shape = (num_pages, page_size, cfg.num_key_value_heads, cfg.head_dim)
-        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.num_hidden_layers)]
-        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.num_hidden_layers)]
+    def __init__(self, cfg: ModelConfig, num_pages: int, page_size: int, device: torch.device, dtype: torch.dtype,
+                 layout: str):
+        def pool() -> Tensor:
+            return page_pool(num_pages, page_size, cfg.num_key_value_heads, cfg.head_dim, layout, device=device,
+                             dtype=dtype).zero_()
+
+        self.k = [pool() for _ in range(cfg.num_hidden_layers)]
+        self.v = [pool() for _ in range(cfg.num_hidden_layers)]
         self.page_size = page_size
         self.num_pages = num_pages
         self.free_pages = list(range(num_pages - 1, -1, -1))

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kernels import get_kernels
+from kernels import KV_LAYOUTS, get_kernels, page_pool
 from kernels.chunk_attention_ref import chunk_attention_reference, store_kv_reference
 from kernels.activation_ref import silu_mul_reference
 from kernels.confidence_ref import lm_head_confidence_reference, max_softmax_reference
@@ -61,8 +61,8 @@ def relative_error(out, ref):
     return ((out.double() - ref.double()).norm() / ref.double().norm()).item()
 
 
-def make_batch(windows, prefixes, q_heads, kv_heads, head_dim, page_size, dtype, seed):
-    """A varlen window batch over a shuffled paged cache whose unused slots hold NaN.
+def make_batch(windows, prefixes, q_heads, kv_heads, head_dim, page_size, dtype, seed, layout="token-major"):
+    """A varlen window batch over a shuffled paged cache (pages in ``layout``) whose unused slots hold NaN.
 
     Also returns each request's dense keys/values (prefix then window) for the dense check."""
     gen = torch.Generator().manual_seed(seed)
@@ -74,8 +74,8 @@ def make_batch(windows, prefixes, q_heads, kv_heads, head_dim, page_size, dtype,
     num_pages = sum(pages_per_request) + 2
     page_order = torch.randperm(num_pages, generator=gen).int()
     page_table = torch.full((len(windows), max(1, *pages_per_request)), -1, dtype=torch.int32)
-    k_cache = torch.full((num_pages, page_size, kv_heads, head_dim), float("nan"), dtype=dtype)
-    v_cache = k_cache.clone()
+    k_cache = page_pool(num_pages, page_size, kv_heads, head_dim, layout, dtype=dtype).fill_(float("nan"))
+    v_cache = page_pool(num_pages, page_size, kv_heads, head_dim, layout, dtype=dtype).fill_(float("nan"))
     dense_keys, dense_values, used = [], [], 0
     for request, (window, prefix) in enumerate(zip(windows, prefixes)):
         page_table[request, : pages_per_request[request]] = page_order[used : used + pages_per_request[request]]
@@ -131,10 +131,12 @@ ATTENTION_CASES = {
 }
 
 
+@pytest.mark.parametrize("layout", KV_LAYOUTS)
 @pytest.mark.parametrize("name", ATTENTION_CASES)
-def test_chunk_attention_matches_reference(name, poisoned):
+def test_chunk_attention_matches_reference(name, layout, poisoned):
     windows, prefixes, q_heads, kv_heads, head_dim, page_size, block_size, dtype, split_len = ATTENTION_CASES[name]
-    batch, _ = make_batch(windows, prefixes, q_heads, kv_heads, head_dim, page_size, dtype, seed=len(name))
+    batch, _ = make_batch(windows, prefixes, q_heads, kv_heads, head_dim, page_size, dtype, len(name), layout)
+    assert batch["k_cache"].stride(2) == (page_size if layout == "head-major" else 1) * head_dim  # the layout holds
     scale = head_dim**-0.5
     out = chunk_attention(**batch, block_size=block_size, scale=scale, split_len=split_len)
     ref = chunk_attention_reference(**batch, block_size=block_size, scale=scale)
@@ -150,11 +152,12 @@ def test_reference_matches_dense_sdpa(name, poisoned):
     assert relative_error(ref, dense_attention(batch, dense, block_size, scale=0.3)) < 1e-5
 
 
+@pytest.mark.parametrize("layout", KV_LAYOUTS)
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_store_kv_writes_only_mapped_slots(dtype):
+def test_store_kv_writes_only_mapped_slots(dtype, layout):
     num_pages, page_size, kv_heads, head_dim = 5, 4, 3, 16
-    k_cache = torch.full((num_pages, page_size, kv_heads, head_dim), float("nan"), dtype=dtype)
-    v_cache = k_cache.clone()
+    k_cache = page_pool(num_pages, page_size, kv_heads, head_dim, layout, dtype=dtype).fill_(float("nan"))
+    v_cache = page_pool(num_pages, page_size, kv_heads, head_dim, layout, dtype=dtype).fill_(float("nan"))
     slots = torch.tensor([5, -1, 6, 7, 8, 19, -1, 0], dtype=torch.int64)  # 7 -> 8 crosses a page
     k = torch.randn(slots.numel(), kv_heads, head_dim).to(dtype)
     v = torch.randn(slots.numel(), kv_heads, head_dim).to(dtype)

@@ -124,6 +124,7 @@ def test_replay_rule_follows_the_recorded_statistics(tmp_path):
 
 def test_recorder_and_in_process_path_with_replay(tiny_checkpoint, tmp_path):
     from loadtest.engine_target import EngineTarget
+    from loadtest.offline import measure_batch
     from loadtest.record import main as record
     from optimus_backend.engine import Engine
 
@@ -141,6 +142,11 @@ def test_recorder_and_in_process_path_with_replay(tiny_checkpoint, tmp_path):
         row = run_point(target, 5.0, spec)
         assert row["completed"] == row["requests"] > 0 and row["output_tokens"] == 8 * row["completed"]
         assert set(report.SWEEP_COLUMNS) - set(row) <= set(report.LABELS) | {"slo_ok"}
+        offline = measure_batch(target, spec.prompts, spec.params, 3)
+        assert set(report.OFFLINE_COLUMNS) - set(offline) <= set(report.LABELS)
+        # chunk:4 with at most 4 commits a step: 8 tokens need >= 2 decode steps (+ prefill), every step timed
+        assert offline["steps"] >= 3 and offline["forward_ms_mean"] <= offline["step_ms_mean"]
+        assert 0 < offline["in_step_share"] <= 1.0
         assert engine.generate(["stop here"], SamplingParams(max_tokens=6, ignore_eos=True))[0] is not None
     finally:
         target.close()
