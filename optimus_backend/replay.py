@@ -13,7 +13,10 @@ acceptance.py's histogram format) and ``commit_positions_per_visible`` ({m: [com
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import json
+import random
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +29,10 @@ UNSEEN_SLOT_WEIGHT = 1e-3  # relative weight of a slot index the recorded model 
 
 
 class ReplayRule:
-    """Commits k ~ recorded P(k | m) of the m scored slots, at recorded slot frequencies, whatever the confidences."""
+    """Commits k ~ recorded P(k | m) of the m scored slots, at recorded slot frequencies, whatever the confidences.
+
+    It runs once per request per step inside the timed step, so it draws with plain Python from tables built
+    once per m (a few microseconds; numpy's per-call overhead was ~50 us, milliseconds a step at large batch)."""
 
     def __init__(self, path: str):
         try:
@@ -39,21 +45,38 @@ class ReplayRule:
         if not positions or not self.stats.probs:
             raise ConfigError(f"decoding_rule: replay statistics {path!r} hold no recorded step")
         self.positions = {int(m): np.asarray(counts, float) for m, counts in positions.items()}
-        self.rng = np.random.default_rng(SEED)
-        self._weights: dict[int, np.ndarray] = {}
+        self.rng = random.Random(SEED)
+        self._tables: dict[int, tuple[list[float], list[float]]] = {}
 
     def weights(self, m: int) -> np.ndarray:
         """Selection probabilities of the m slot indices."""
-        if m not in self._weights:
-            known = [r for r in self.positions if r <= m] or [min(self.positions)]
-            counts = self.positions[max(known)][:m]
-            w = np.pad(counts / max(counts.max(), 1.0), (0, m - len(counts))) + UNSEEN_SLOT_WEIGHT
-            self._weights[m] = w / w.sum()
-        return self._weights[m]
+        known = [r for r in self.positions if r <= m] or [min(self.positions)]
+        counts = self.positions[max(known)][:m]
+        w = np.pad(counts / max(counts.max(), 1.0), (0, m - len(counts))) + UNSEEN_SLOT_WEIGHT
+        return w / w.sum()
+
+    def _table(self, m: int) -> tuple[list[float], list[float]]:
+        """(cumulative P(k | m) over k = 0.., slot weights) for m scored slots."""
+        if m not in self._tables:
+            self._tables[m] = (list(itertools.accumulate(self.stats.distribution(m).tolist())),
+                               self.weights(m).tolist())
+        return self._tables[m]
 
     def select(self, confidence: list[float], threshold: float) -> list[int]:
         m = len(confidence)
-        if m == 0:
-            return []
-        k = min(max(int(self.stats.sample(m, 1, self.rng)[0]), 1), m)
-        return sorted(self.rng.choice(m, size=k, replace=False, p=self.weights(m)).tolist())
+        if m <= 1:
+            return list(range(m))
+        cumulative, weights = self._table(m)
+        k = min(max(bisect.bisect_right(cumulative, self.rng.random() * cumulative[-1]), 1), m)
+        left, total, chosen = list(weights), sum(weights), []
+        for _ in range(k):  # successive weighted draws without replacement
+            target, running, pick = self.rng.random() * total, 0.0, None
+            for i, weight in enumerate(left):
+                if weight > 0.0:
+                    pick, running = i, running + weight
+                    if running > target:
+                        break
+            chosen.append(pick)
+            total -= left[pick]
+            left[pick] = 0.0
+        return sorted(chosen)
