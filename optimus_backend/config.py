@@ -7,8 +7,6 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kernels import KV_LAYOUTS
-
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CHECKPOINT = PROJECT_ROOT / "models" / "optimus-tiny"
 DEFAULT_AR_CHECKPOINT = PROJECT_ROOT / "models" / "optimus-tiny-ar"
@@ -108,7 +106,6 @@ class EngineConfig:
     dtype: str = "auto"  # "auto": bfloat16 on cuda, float32 on cpu
     block_size: int | None = None  # None: the checkpoint's
     page_size: int = 16
-    kv_layout: str = "token-major"  # memory order of each KV page: "token-major" or "head-major" (kernels.page_pool)
     kv_budget_bytes: int | None = None  # None: kv_memory_fraction of free GPU memory, or kv_cpu_bytes on CPU
     kv_memory_fraction: float = 0.5
     kv_cpu_bytes: int = 256 * 2**20
@@ -134,8 +131,6 @@ class EngineConfig:
             raise ConfigError("checkpoint: give a checkpoint directory or a named shape")
         if self.page_size <= 0:
             raise ConfigError(f"page_size: must be positive, got {self.page_size}")
-        if self.kv_layout not in KV_LAYOUTS:
-            raise ConfigError(f"kv_layout: unknown layout {self.kv_layout!r} (known: {', '.join(KV_LAYOUTS)})")
         if self.max_running <= 0:
             raise ConfigError(f"max_running: must be positive, got {self.max_running}")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):

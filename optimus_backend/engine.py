@@ -89,7 +89,7 @@ class Engine:
         check_mode(cfg, self.mode)
         if config.block_size is not None and config.block_size != cfg.block_size:
             cfg.block_size = config.block_size
-        self.kv = PagedKVCache(cfg, self._num_pages(), config.page_size, self.device, self.dtype, config.kv_layout)
+        self.kv = PagedKVCache(cfg, self._num_pages(), config.page_size, self.device, self.dtype)
         fast = config.use_kernels and self.device.type == "cuda"
         kernels = get_kernels(self.device if fast else "cpu")
         self.model.use_kernels(kernels)

@@ -4,31 +4,25 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
-
-from kernels import page_pool
 
 from .model import ModelConfig
 
 
 class PagedKVCache:
-    """Per layer ``k[layer], v[layer]: [num_pages, page_size, Hkv, D]`` (stored in ``layout``, see
-    ``kernels.page_pool``); position p of a request lives in page ``table[p // page_size]`` at offset
-    ``p % page_size``.
+    """Per layer ``k[layer], v[layer]: [num_pages, page_size, Hkv, D]``; position p of a request lives in
+    page ``table[p // page_size]`` at offset ``p % page_size``.
 
     A request reserves the pages for its whole length when admitted (so it can never run out mid-flight)
     and takes them from the pool as it grows; finishing or aborting returns them.
     """
 
-    def __init__(self, cfg: ModelConfig, num_pages: int, page_size: int, device: torch.device, dtype: torch.dtype,
-                 layout: str):
-        def pool() -> Tensor:
-            return page_pool(num_pages, page_size, cfg.num_key_value_heads, cfg.head_dim, layout, device=device,
-                             dtype=dtype).zero_()
-
-        self.k = [pool() for _ in range(cfg.num_hidden_layers)]
-        self.v = [pool() for _ in range(cfg.num_hidden_layers)]
+    def __init__(self, cfg: ModelConfig, num_pages: int, page_size: int, device: torch.device, dtype: torch.dtype):
+        shape = (num_pages, page_size, cfg.num_key_value_heads, cfg.head_dim)
+        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.num_hidden_layers)]
+        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.num_hidden_layers)]
         self.page_size = page_size
         self.num_pages = num_pages
         self.free_pages = list(range(num_pages - 1, -1, -1))
@@ -73,11 +67,10 @@ class PagedKVCache:
         self.free_pages.extend(reversed(self.tables.pop(request_id, [])))
         self.reserved.pop(request_id, None)
 
-    def slot(self, request_id: str, position: int) -> int:
-        return self.tables[request_id][position // self.page_size] * self.page_size + position % self.page_size
-
-    def page_table(self, request_ids: list[str], device: torch.device) -> Tensor:
+    def page_table(self, request_ids: list[str]) -> np.ndarray:
         """[b, max_pages] int32, padded with page 0 (never read past a request's prefix)."""
-        width = max(1, max((len(self.tables[r]) for r in request_ids), default=1))
-        rows = [self.tables[r] + [0] * (width - len(self.tables[r])) for r in request_ids]
-        return torch.tensor(rows, dtype=torch.int32, device=device).reshape(len(rows), width)
+        tables = [self.tables[r] for r in request_ids]
+        array = np.zeros((len(tables), max(1, max(map(len, tables), default=1))), dtype=np.int32)
+        for row, table in zip(array, tables):
+            row[:len(table)] = table
+        return array

@@ -99,13 +99,15 @@ class Request:
         end = self.first_mask() if self.output_len is None else self.prompt_len + self.output_len
         return self.ids[self.prompt_len:end]
 
-    def plan(self, chunk: int, prefix_reuse: bool = True, out_block: bool = False) -> StepPlan:
-        """The window of this step for chunk size ``chunk`` (DESIGN §3)."""
+    def plan(self, chunk: int, prefix_reuse: bool = True, out_block: bool = False,
+             frame: tuple[int, int, int] | None = None) -> StepPlan:
+        """The window of this step for chunk size ``chunk`` (DESIGN §3); ``frame``: this state's ``frame()``,
+        if the caller has it."""
         if not self.prefilled:
             end = self.prefill_end()
             return StepPlan(StepKind.PREFILL, 0, end, (), end)
         if prefix_reuse:
-            return self._plan_reuse(chunk, out_block)
+            return self._plan_reuse(chunk, out_block, frame)
         return self._plan_block(chunk)
 
     def _scorable(self, positions: range, first_mask: int, out_block: bool) -> tuple[int, ...]:
@@ -115,20 +117,19 @@ class Request:
         return tuple(p for p in range(positions.start, end)
                      if not self.committed[p] and (out_block or p < block_end))
 
-    def window(self, out_block: bool = False, first_mask: int | None = None) -> tuple[int, int]:
-        """(tail, room) of a prefix-reuse window: chunk c feeds min(tail + c, room) positions (an uncached prompt
-        tail rides along; the window ends at the first MASK block's end, or the sequence's with ``out_block``).
-        ``first_mask``: the caller's ``first_mask()``, if it has it."""
-        first_mask = self.first_mask() if first_mask is None else first_mask
+    def frame(self, out_block: bool = False) -> tuple[int, int, int]:
+        """(first MASK, tail, room) of a prefix-reuse window: chunk c feeds min(tail + c, room) positions (an
+        uncached prompt tail rides along; the window ends at the first MASK block's end, or the sequence's with
+        ``out_block``)."""
+        first_mask = self.first_mask()
         limit = self.total_len if out_block else min((first_mask // self.block_size + 1) * self.block_size, self.total_len)
         target_start = self.cached_len + self.shift
-        return max(target_start, self.prompt_len) - target_start, limit - target_start
+        return first_mask, max(target_start, self.prompt_len) - target_start, limit - target_start
 
-    def _plan_reuse(self, chunk: int, out_block: bool) -> StepPlan:
-        first_mask = self.first_mask()
+    def _plan_reuse(self, chunk: int, out_block: bool, frame: tuple[int, int, int] | None) -> StepPlan:
+        first_mask, tail, room = self.frame(out_block) if frame is None else frame
         start = self.cached_len
         target_start = start + self.shift
-        tail, room = self.window(out_block, first_mask)
         target_end = target_start + min(tail + chunk, room)
         fed_end = target_end - self.shift
         run_end = start

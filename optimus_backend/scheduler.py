@@ -49,16 +49,22 @@ class Scheduler:
             return 0, []
         prefilling = [r for r in self.running if not r.prefilled]  # these only prefill this step
         decoding = [r for r in self.running if r.prefilled]
-        chunk = self.controller.choose(max(len(decoding), 1), step_tokens=self._step_tokens(decoding, prefilling))
-        return chunk, [(r, r.plan(chunk, self.prefix_reuse, self.out_block)) for r in self.running]
+        frames: dict[str, tuple[int, int, int]] = {}  # the decoding windows' frames, if the controller asked
+        chunk = self.controller.choose(max(len(decoding), 1),
+                                       step_tokens=self._step_tokens(decoding, prefilling, frames))
+        return chunk, [(r, r.plan(chunk, self.prefix_reuse, self.out_block, frames.get(r.request_id)))
+                       for r in self.running]
 
-    def _step_tokens(self, decoding: list[Request], prefilling: list[Request]) -> Callable[[np.ndarray], np.ndarray]:
-        """Decode tokens a step really runs for each chunk size (computed only if the controller asks): windows
-        cut at their block's end feed less than c, and the step runs its CUDA graph bucket's tokens."""
+    def _step_tokens(self, decoding: list[Request], prefilling: list[Request],
+                     frames: dict[str, tuple[int, int, int]]) -> Callable[[np.ndarray], np.ndarray]:
+        """Decode tokens a step really runs for each chunk size (computed only if the controller asks, leaving
+        the windows' frames in ``frames`` for the plans): windows cut at their block's end feed less than c, and
+        the step runs its CUDA graph bucket's tokens."""
 
         def step_tokens(chunks: np.ndarray) -> np.ndarray:
             if self.prefix_reuse and decoding:
-                tail, room = np.array([r.window(self.out_block) for r in decoding]).T
+                frames.update((r.request_id, r.frame(self.out_block)) for r in decoding)
+                _, tail, room = np.array(list(frames.values())).T
                 fed = np.minimum(tail[:, None] + chunks[None, :], room[:, None]).sum(axis=0)
             else:
                 fed = max(len(decoding), 1) * chunks

@@ -1,6 +1,6 @@
 """Where one engine step's time goes on a GPU: wall time, the GPU's busy time and kernel launches per step.
 
-    python3 scripts/profile_step.py [shape] [--no-kernels] [--kv-layout=head-major]
+    python3 scripts/profile_step.py [shape] [--no-kernels]
 
 Wall minus GPU time is what the host adds (packing, the LM head's row gather, the commit loop).
 """
@@ -21,12 +21,10 @@ PREFIX = 512
 PROFILED_REPEATS = 3  # measure_step adds two warm-up steps
 
 shape = next((a for a in sys.argv[1:] if not a.startswith("--")), "qwen3-8b")
-layout = next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--kv-layout=")), EngineConfig.kv_layout)
-config = EngineConfig(shape=shape, mode="bd", device="cuda", max_running=256, kv_layout=layout,
-                      use_kernels="--no-kernels" not in sys.argv)
+config = EngineConfig(shape=shape, mode="bd", device="cuda", max_running=256, use_kernels="--no-kernels" not in sys.argv)
 engine = Engine(config, start=False)
 fill_kv_random(engine)
-print(f"{shape}, prefix {PREFIX}, kernels {'on' if config.use_kernels else 'off'}, KV pages {layout}")
+print(f"{shape}, prefix {PREFIX}, kernels {'on' if config.use_kernels else 'off'}")
 print(f"{'b':>4} {'c':>3} {'step ms':>8} {'GPU ms':>8} {'kernels/step':>12}")
 for b, c in POINTS:
     step_ms = measure_step(engine, b, c, PREFIX, 10)

@@ -80,17 +80,6 @@ def test_engine_matches_reference_for_every_mode(tiny_checkpoint, mode, reuse, o
         assert handle.result()[0] == expected.text
 
 
-def test_head_major_kv_pages_commit_what_the_reference_does(tiny_checkpoint):
-    engine = make_engine(tiny_checkpoint, "chunk:3", kv_layout="head-major")
-    assert not engine.kv.k[0].is_contiguous()  # stored [pages, Hkv, page_size, D] behind the kernels' view
-    handles = [engine.submit(p, PARAMS) for p in PROMPTS[:3]]
-    run_to_end(engine, handles)
-    for prompt, handle in zip(PROMPTS, handles):
-        expected = ReferenceDecoder(engine.model).generate(engine.tokenizer.encode(prompt), PARAMS,
-                                                           DecodingMode.parse("chunk:3"))
-        assert handle.request.generated() == expected.token_ids
-
-
 def test_engine_follows_a_chunk_size_sequence_like_the_reference(tiny_checkpoint):
     schedule = [8, 1, 3, 8, 2, 5, 5, 1, 4, 8, 6, 2, 7, 3, 8, 1, 8, 8, 4, 2, 8, 3, 1, 6, 8, 8, 2, 8, 5, 8, 8, 8]
     engine = make_engine(tiny_checkpoint, "chunk:8")
@@ -202,8 +191,6 @@ def test_unknown_mode_and_mismatched_checkpoint(tiny_checkpoint, tiny_ar_checkpo
         make_engine(tiny_checkpoint, "chunky")
     with pytest.raises(ConfigError, match="^mode:"):
         make_engine(tiny_ar_checkpoint, "bd")
-    with pytest.raises(ConfigError, match="^kv_layout:"):
-        make_engine(tiny_checkpoint, "chunk:4", kv_layout="page-major")
     engine = make_engine(tiny_checkpoint, "chunk:4")
     with pytest.raises(ConfigError, match="^text_input:"):
         engine.submit("", SamplingParams())
@@ -238,10 +225,11 @@ def test_window_predicts_what_each_chunk_feeds(causal, out_block):
     request = Request.for_model("r", [rng.randrange(3, 50) for _ in range(13)], SamplingParams(max_tokens=40), cfg)
     request.apply(request.plan(1), {})  # prefill
     while not request.finished:
-        tail, room = request.window(out_block)
+        frame = request.frame(out_block)
         for chunk in (1, 3, 8, 20):
             plan = request.plan(chunk, out_block=out_block)
-            assert plan.kind is StepKind.DECODE and plan.fed_len == min(tail + chunk, room)
+            assert plan.kind is StepKind.DECODE and plan.fed_len == min(frame[1] + chunk, frame[2])
+            assert request.plan(chunk, out_block=out_block, frame=frame) == plan  # the scheduler's shortcut
         plan = request.plan(rng.choice((1, 3, 8)), out_block=out_block)
         picks = [p for p in plan.scored if rng.random() < 0.5] or list(plan.scored[:1])
         request.apply(plan, {p: rng.randrange(3, 50) for p in picks})
