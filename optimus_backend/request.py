@@ -56,6 +56,7 @@ class Request:
     finished: bool = False
     finish_reason: str | None = None
     output_len: int | None = None  # generated tokens kept when finished (EOS excluded)
+    _first_mask: int = field(default=0, init=False, repr=False)  # where the scan for the first MASK resumes
 
     @staticmethod
     def for_model(request_id: str, prompt_ids: list[int], params: SamplingParams, cfg: ModelConfig) -> "Request":
@@ -89,10 +90,12 @@ class Request:
         return max(0, (self.prompt_len // self.block_size) * self.block_size - self.shift)
 
     def first_mask(self) -> int:
-        for pos in range(self.cached_len, self.total_len):
-            if not self.committed[pos]:
-                return pos
-        return self.total_len
+        """The first uncommitted position; commits never revert, so the scan resumes where it last stopped."""
+        pos, total = self._first_mask, self.total_len
+        while pos < total and self.committed[pos]:
+            pos += 1
+        self._first_mask = pos
+        return pos
 
     def generated(self) -> list[int]:
         """The contiguous committed prefix of generated tokens (what may be streamed)."""
