@@ -155,6 +155,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--no-flex", dest="flex", action="store_false")
     parser.add_argument("--max-kv-gb", type=float, default=40.0)
     parser.add_argument("--layout", choices=KV_LAYOUTS, default=KV_LAYOUTS[0], help="memory order of the KV pages")
+    parser.add_argument("--page-order", choices=("shuffled", "sequential"), default="shuffled",
+                        help="page tables of the attention shapes: shuffled pages, or each request's pages in a row")
     parser.add_argument("--batches", type=int, nargs="*", help="attention batch sizes (default: the issue's grid)")
     parser.add_argument("--windows", type=int, nargs="*", help="attention window sizes c")
     parser.add_argument("--prefixes", type=int, nargs="*", help="attention prefix lengths P")
@@ -193,6 +195,7 @@ def main() -> None:
         heads=dict(q=heads[0], kv=heads[1], head_dim=heads[2]),
         page_size=16,
         kv_layout=args.layout,
+        page_order=args.page_order,
         dtype="bfloat16",
         timing="ms, median of CUDA-graph replays of one call, L2 flushed before each (do_bench where capture failed)",
     )

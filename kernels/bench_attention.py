@@ -13,8 +13,10 @@ from kernels.bench_timing import Timer
 from kernels.chunk_attention import chunk_attention, plan_launch
 
 
-def paged_batch(windows, prefixes, q_heads, kv_heads, head_dim, page_size, dtype, device, layout="token-major"):
-    """Random windows over random prefixes stored in shuffled 'page_size'-token pages (of ``layout``)."""
+def paged_batch(windows, prefixes, q_heads, kv_heads, head_dim, page_size, dtype, device, layout="token-major",
+                shuffled=True):
+    """Random windows over random prefixes stored in 'page_size'-token pages (of ``layout``), in a shuffled order
+    or, with ``shuffled=False``, each request's pages in a row (what a fresh engine pool hands out)."""
     pages_per_request = max(1, max(-(-p // page_size) for p in prefixes))
     num_pages = len(windows) * pages_per_request
     tokens = sum(windows)
@@ -27,7 +29,8 @@ def paged_batch(windows, prefixes, q_heads, kv_heads, head_dim, page_size, dtype
         cu_seqlens=cu_seqlens,
         k_cache=page_pool(num_pages, page_size, kv_heads, head_dim, layout, device=device, dtype=dtype).normal_(),
         v_cache=page_pool(num_pages, page_size, kv_heads, head_dim, layout, device=device, dtype=dtype).normal_(),
-        page_table=torch.randperm(num_pages, device=device).int().view(len(windows), pages_per_request),
+        page_table=(torch.randperm(num_pages, device=device) if shuffled else torch.arange(num_pages, device=device))
+        .int().view(len(windows), pages_per_request),
         prefix_lens=torch.tensor(prefixes, device=device, dtype=torch.int32),
     )
 
@@ -123,7 +126,7 @@ def bench_attention(args, device, time_ms: Timer, copy_bps: float, heads, starte
             row["skipped"] = "kv over limit" if kv_bytes > args.max_kv_gb * 1e9 else "time budget"
             continue
         batch = paged_batch([c] * b, [prefix] * b, q_heads, kv_heads, head_dim, page_size, torch.bfloat16, device,
-                            args.layout)
+                            args.layout, args.page_order == "shuffled")
         timed_or_error(row, "ours", time_ms, lambda: lambda: chunk_attention(**batch, block_size=block_size, scale=scale))
         plan = plan_launch(b * c, b, q_heads // kv_heads, kv_heads, batch["page_table"].shape[1] * page_size, device)
         row["block_q"], row["splits"] = plan.block_q, plan.num_splits
