@@ -96,15 +96,24 @@ def step_over_predicted(samples: list[dict]) -> float:
     return float(np.median(ratios)) if ratios else float("nan")
 
 
+def step_totals(first: dict, last: dict) -> tuple[int, float, float] | None:
+    """(steps, whole-step ms, forward ms) the engine ran between two stats snapshots; None where the target's stats
+    don't carry the engine's step totals (the Triton path) or no step ran."""
+    if "total_step_ms" not in first or "total_step_ms" not in last or last["steps"] == first["steps"]:
+        return None
+    return (last["steps"] - first["steps"], last["total_step_ms"] - first["total_step_ms"],
+            last["total_forward_ms"] - first["total_forward_ms"])
+
+
 def host_ms_per_step(samples: list[dict]) -> float:
     """Mean step time outside the forward pass (scheduling, commits, streaming) between the first and last
-    sample; NaN where the target's stats don't carry the engine's step totals (the Triton path)."""
+    sample that carry the engine's step totals; NaN where none do (the Triton path)."""
     timed = [s for s in samples if "total_step_ms" in s]
-    if len(timed) < 2 or timed[-1]["steps"] == timed[0]["steps"]:
+    totals = step_totals(timed[0], timed[-1]) if timed else None
+    if totals is None:
         return float("nan")
-    first, last = timed[0], timed[-1]
-    host = (last["total_step_ms"] - first["total_step_ms"]) - (last["total_forward_ms"] - first["total_forward_ms"])
-    return host / (last["steps"] - first["steps"])
+    steps, step_ms, forward_ms = totals
+    return (step_ms - forward_ms) / steps
 
 
 def meets_slo(row: dict, slo_ms: float) -> bool:

@@ -6,7 +6,7 @@ import threading
 import time
 
 from .driver import SAMPLE_PERIOD_S
-from .metrics import RequestRecord
+from .metrics import RequestRecord, step_totals
 
 TIMEOUT_S = 600.0
 
@@ -42,15 +42,14 @@ def measure_batch(target, prompts: list, params: dict, batch: int) -> dict:
 
 def step_accounting(before: dict, after: dict, elapsed: float) -> dict:
     """Engine steps between two stats snapshots, their mean whole-step and forward time, and the share of the
-    elapsed time spent inside steps (the rest is the loop waiting or the host outside steps). NaN where the
-    target's stats don't carry the engine's step totals (the Triton path)."""
-    if "total_step_ms" not in before or "total_step_ms" not in after or after["steps"] == before["steps"]:
+    elapsed time spent inside steps (the rest is the loop waiting or the host outside steps); NaN without the
+    engine's step totals (the Triton path)."""
+    totals = step_totals(before, after)
+    if totals is None:
         nan = float("nan")
         return {"steps": nan, "step_ms_mean": nan, "forward_ms_mean": nan, "in_step_share": nan}
-    steps = after["steps"] - before["steps"]
-    step_ms = after["total_step_ms"] - before["total_step_ms"]
-    return {"steps": steps, "step_ms_mean": step_ms / steps,
-            "forward_ms_mean": (after["total_forward_ms"] - before["total_forward_ms"]) / steps,
+    steps, step_ms, forward_ms = totals
+    return {"steps": steps, "step_ms_mean": step_ms / steps, "forward_ms_mean": forward_ms / steps,
             "in_step_share": step_ms / 1e3 / elapsed}
 
 

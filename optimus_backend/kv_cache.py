@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from kernels import page_pool
+
 from .model import ModelConfig
 
 
@@ -20,9 +22,12 @@ class PagedKVCache:
     """
 
     def __init__(self, cfg: ModelConfig, num_pages: int, page_size: int, device: torch.device, dtype: torch.dtype):
-        shape = (num_pages, page_size, cfg.num_key_value_heads, cfg.head_dim)
-        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.num_hidden_layers)]
-        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.num_hidden_layers)]
+        def pool() -> Tensor:
+            return page_pool(num_pages, page_size, cfg.num_key_value_heads, cfg.head_dim, "token-major",
+                             device=device, dtype=dtype).zero_()
+
+        self.k = [pool() for _ in range(cfg.num_hidden_layers)]
+        self.v = [pool() for _ in range(cfg.num_hidden_layers)]
         self.page_size = page_size
         self.num_pages = num_pages
         self.free_pages = list(range(num_pages - 1, -1, -1))
