@@ -51,7 +51,7 @@ class Results:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shapes", default=SHAPES)
     parser.add_argument("--shares", default="3,2", help="relative engine time of each shape")
-    parser.add_argument("--modes", default=bench.MODES)
+    parser.add_argument("--modes", default=bench.MODES, help='engine modes ("" runs only the HF peer)')
     parser.add_argument("--replay", type=Path, required=True, help="recorded acceptance statistics")
     parser.add_argument("--rates", default="8,16,32,64,128")
     parser.add_argument("--duration", type=float, default=2.5)
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     shares = [float(w) for w in args.shares.split(",")][:len(shapes)]
     hf = bool(args.hf_batches.strip())
     engines_end = start + (1 - HF_SHARE if hf else 1) * args.budget_s
-    for i, shape in enumerate(shapes):
+    for i, shape in enumerate(shapes if args.modes.strip() else []):  # --modes= runs the HF peer only
         part = shares[i] / sum(shares[i:])
         run_shape(args, shape, time.monotonic() + part * (engines_end - time.monotonic()), results, log)
     for i, shape in enumerate(shapes if hf else []):  # the first peer may use all but HF_RESERVE_S per later shape
