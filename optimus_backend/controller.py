@@ -19,8 +19,10 @@ from the profiled cost model and E[c] (committed tokens per request per step at 
 - The surprise, a fast moving average of observed / estimated E over the steps (whatever their c), detects a
   shift in acceptance: when it leaves 1 by more than ``drift``, every other estimate is forgotten.
 - T(b, c) is the profile at the tokens the step really runs (a c that leaves a CUDA graph bucket part empty pays
-  for all of it, so c that fill a bucket win), scaled by a moving average of measured / predicted time over the
-  steps without prefill (a step's prefill is paid whichever c runs, so it is kept out of the estimate).
+  for all of it, so c that fill a bucket win), scaled by a moving average of measured / profiled time over the
+  steps without prefill (a step's prefill is paid whichever c runs, so it is kept out of the estimate) and by a
+  moving average per c of that ratio relative to the average (1 for a c not yet run): a profile made on another
+  machine can be off by a different factor at each c, and a drift that hits every c moves them all.
 - With a TPOT SLO, c must keep T(b, c)/E[c] <= SLO by the lower bound of E (so exploration never gambles with the
   SLO) when some candidate does. At a fixed b the throughput-best c is also the TPOT-best (b is common to all
   candidates), so the SLO acts mostly through admission: ``can_admit`` says whether one more request still leaves
@@ -49,7 +51,8 @@ Z = 0.7  # standard errors of an estimate in its confidence bounds (variance tak
 RATIO_SLACK = 0.15  # how far measured E[c]/c may rise with c before that bound is dropped
 HALF_LIFE = 512  # steps without an observation that halve the information behind an estimate
 DRIFT = 0.25  # how far the surprise may leave 1 before every other estimate is forgotten
-LATENCY_ALPHA = 0.05  # weight of one step in the measured / predicted step-time ratio
+LATENCY_ALPHA = 0.05  # weight of one step in the measured / predicted step-time ratios
+MAX_CHUNK_SCALE = 2.0  # one step moves a c's own factor as if it ran at most this much slower (or faster)
 PREFIX_BUCKET = 64  # step-time predictions are cached per batch and prefix bucket
 
 
@@ -123,6 +126,7 @@ class ElasticController(ChunkController):
         self.seen = np.zeros(block_size)  # step of the last observation
         self.surprise = 1.0  # fast moving average of observed / estimated E at the chosen c
         self.latency_scale = 1.0  # moving average of measured / profiled time of steps without prefill
+        self.chunk_scale = np.ones(block_size)  # moving average per c of that ratio over latency_scale, index c - 1
         self.steps = 0
         self._curves: dict[tuple[int, int | None], Callable] = {}  # (batch, prefix bucket) -> T as a function of c
         self._last_choice: tuple[int, int] | None = None  # (batch, chunk) of the last choice, and its profiled ms
@@ -184,10 +188,10 @@ class ElasticController(ChunkController):
                    step_tokens: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(predicted, profiled) T(batch, c) for every candidate. Profiled: the profile at the tokens the step
         really runs (windows cut short feed less; a c that leaves a CUDA graph bucket part empty pays for all of
-        it); predicted scales it by the measured / profiled ratio."""
+        it); predicted scales it by the measured / profiled ratio and that c's own factor on it."""
         tokens = batch * self.candidates if step_tokens is None else step_tokens(self.candidates)
         profiled = self.profiled(batch, np.maximum(tokens, 1), prefix)
-        return profiled * self.latency_scale, profiled
+        return profiled * self.latency_scale * self.chunk_scale, profiled
 
     def choose(self, batch: int, prefix: float | None = None,
                step_tokens: Callable[[np.ndarray], np.ndarray] | None = None) -> int:
@@ -214,7 +218,10 @@ class ElasticController(ChunkController):
         if record.measured_ms > 0 and not record.prefill_tokens:
             profiled = (self._last_profiled if self._last_choice == (record.batch, record.chunk)
                         else self.cost_model.predict(record.batch, record.chunk))
-            self.latency_scale += LATENCY_ALPHA * (record.measured_ms / profiled - self.latency_scale)
+            ratio = record.measured_ms / profiled
+            self.latency_scale += LATENCY_ALPHA * (ratio - self.latency_scale)
+            relative = np.clip(ratio / self.latency_scale, 1.0 / MAX_CHUNK_SCALE, MAX_CHUNK_SCALE)
+            self.chunk_scale[i] += LATENCY_ALPHA * (relative - self.chunk_scale[i])
         n = self.requests()[i]
         value, b = record.committed_tokens / record.batch, record.batch
         if n * FAST_ALPHA >= 1.0 and self.estimate[i] > 0:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import statistics
 import time
 from pathlib import Path
@@ -16,7 +17,11 @@ from .engine_args import add_engine_arguments, engine_config_from_args
 from .model_setup import model_name
 from .request import Request, StepKind, StepPlan
 
-QUICK_SWEEP = {"batches": [1, 4, 16], "chunks": [1, 2, 4, 8, 16, 32], "prefixes": [64]}
+log = logging.getLogger("optimus.profiler")
+
+QUICK_CHUNKS = [1, 2, 4, 8, 16, 32]  # the first-start sweep's chunk sizes (those past the block size are dropped)
+QUICK_PREFIX = 256  # and its cached prefix length, less where the KV pool can't hold a full batch of it
+QUICK_STOP_MS = 100.0  # and no larger batch once a step takes longer than this (CPU first starts stay short)
 PROFILE_DIR = PROJECT_ROOT / ".cache" / "profiles"
 
 
@@ -69,17 +74,29 @@ def fill_kv_random(engine) -> None:
 
 
 def profile(engine, batches: list[int], chunks: list[int], prefixes: list[int], repeats: int = 5,
-            progress: bool = True) -> CostModel:
-    """Sweeps the grid with a progress bar and returns the fitted cost model."""
+            progress: bool = True, stop_ms: float | None = None) -> CostModel:
+    """Sweeps the grid with a progress bar and returns the fitted cost model. With ``stop_ms``, the batch sizes
+    above the first one past the smallest whose step took longer than that (at the same prefix) are skipped: the
+    step is saturated there, linear in the tokens fed, and the fit extends it."""
     fill_kv_random(engine)
     chunks = [c for c in chunks if c <= engine.model.config.block_size]
-    grid = [(b, c, p) for p in prefixes for b in batches for c in chunks]
-    points = {}
+    grid = [(b, c, p) for p in prefixes for b in sorted(batches) for c in chunks]
+    points, saturated = {}, {}
     for b, c, p in tqdm(grid, desc="profiling T(b, c)", disable=not progress):
+        if b > saturated.get(p, b):
+            continue
         ms = measure_step(engine, b, c, p, repeats)
         if ms is not None:
             points[(b, c, p)] = ms
+            if stop_ms is not None and ms > stop_ms and b > min(batches):
+                saturated.setdefault(p, b)
     return CostModel(points, profile_meta(engine))
+
+
+def quick_batches(max_running: int) -> list[int]:
+    """The first-start sweep's batch sizes: 1, 4, 16, ... up to the engine's ``max_running``, which is included,
+    so the fit sees the batches where the step saturates instead of extrapolating to them."""
+    return sorted({*(4**i for i in range(16) if 4**i < max_running), max_running})
 
 
 def load_cost_model(config: EngineConfig, engine) -> CostModel:
@@ -87,7 +104,13 @@ def load_cost_model(config: EngineConfig, engine) -> CostModel:
     path = profile_path(engine)
     if path.is_file():
         return CostModel.load(path)
-    model = profile(engine, **QUICK_SWEEP, repeats=3)
+    log.warning("no step profile at %s: profiling a quick sweep now (`optimus profile` measures the full grid)",
+                path)
+    kv, block = engine.kv, engine.model.config.block_size
+    fits = kv.num_pages * kv.page_size // config.max_running - block - kv.page_size
+    prefix = max(min(QUICK_PREFIX, fits // kv.page_size * kv.page_size), 0)
+    model = profile(engine, quick_batches(config.max_running), QUICK_CHUNKS, [prefix], repeats=3,
+                    stop_ms=QUICK_STOP_MS)
     model.save(path)
     return model
 

@@ -242,3 +242,39 @@ def test_one_odd_step_of_a_large_batch_forgets_nothing(cost):
     for step in range(301, 306):  # the same surprise, step after step: a real shift
         controller.observe(dataclasses.replace(odd, step=step))
     assert np.any(controller.requests()[known] == 0)  # estimates forgotten, relearning
+
+
+def test_learns_a_profile_error_that_depends_on_c(cost):
+    """The profile ties c = 8 and c = 16 (committed tokens per ms), but c = 8 truly runs 30% slower than profiled:
+    a measured / profiled ratio per c finds c = 16, where one ratio over all c scales both alike and keeps the tie."""
+
+    class SingleScale(ElasticController):  # the former prediction: one ratio for every c
+        def step_times(self, batch, prefix=None, step_tokens=None):
+            profiled = super().step_times(batch, prefix, step_tokens)[1]
+            return profiled * self.latency_scale, profiled
+
+    batch = 64
+    profile = np.array([step_ms(batch, c) for c in CHUNKS])
+    rate = 1.0 - 0.01 * np.minimum(abs(CHUNKS - 8), abs(CHUNKS - 16))  # per profiled ms, peaks at 8 and 16
+    expected = np.where(CHUNKS >= 8, rate * profile, rate[7] * profile[7] * CHUNKS / 8)  # nondecreasing
+    expected *= 6.0 / expected[15]
+    true_ms = profile * np.where(CHUNKS == 8, 1.3, 1.0)
+    true_rate = expected / true_ms
+    assert int(np.argmax(true_rate)) + 1 == 16 and true_rate[7] < 0.8 * true_rate.max()
+    efficiency = {}
+    for cls in (ElasticController, SingleScale):
+        controller, rng, chosen = cls(cost, B), np.random.default_rng(9), []
+        for step in range(600):
+            chunk = controller.choose(batch)
+            mean = batch * expected[chunk - 1]
+            committed = int(math.floor(mean) + (rng.random() < mean - math.floor(mean)))
+            controller.observe(StepRecord(step, batch, chunk, batch * chunk, committed, true_ms[chunk - 1]))
+            chosen.append(chunk)
+        late = np.array(chosen[300:])
+        efficiency[cls] = np.mean(true_rate[late - 1]) / true_rate.max()
+        if cls is ElasticController:
+            assert np.mean(late == 16) > 0.9
+            predicted = controller.step_times(batch)[0]
+            assert predicted[15] == pytest.approx(true_ms[15], rel=0.02)
+            assert predicted[7] > 1.02 * profile[7]  # learned enough to rank c = 8 below c = 16, not retried since
+    assert efficiency[ElasticController] > 0.99 and efficiency[SingleScale] < 0.9

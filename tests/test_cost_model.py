@@ -98,3 +98,32 @@ def test_install_puts_profiles_where_the_engine_looks(tmp_path):
     (path,) = install([source], tmp_path)
     assert path == tmp_path / "qwen3-8b__NVIDIA_H100_80GB_HBM3__bfloat16.json"
     assert CostModel.load(path).points == CostModel.load(source).points
+
+
+def test_quick_sweep_reaches_max_running_and_stops_once_saturated(monkeypatch):
+    """The first-start sweep measures up to the engine's max_running, but no batch past the first (after the
+    smallest) whose step is slower than stop_ms."""
+    from types import SimpleNamespace
+
+    from optimus_backend import profiler
+
+    assert profiler.quick_batches(128) == [1, 4, 16, 64, 128]
+    assert profiler.quick_batches(64) == [1, 4, 16, 64]
+    measured = []
+
+    def fake_step(engine, b, c, p, repeats):
+        measured.append((b, c))
+        return smooth(b, c, p)
+
+    monkeypatch.setattr(profiler, "measure_step", fake_step)
+    monkeypatch.setattr(profiler, "fill_kv_random", lambda engine: None)
+    monkeypatch.setattr(profiler, "profile_meta", lambda engine: {})
+    engine = SimpleNamespace(model=SimpleNamespace(config=SimpleNamespace(block_size=32)))
+    batches, chunks = profiler.quick_batches(128), [1, 8, 32, 64]
+    full = profiler.profile(engine, batches, chunks, [512], progress=False)
+    assert sorted(b for b, _, _ in full.points) == sorted(b for b in batches for _ in range(3))  # c=64 > block
+    measured.clear()
+    stop = smooth(16, 32, 512) - 1.0  # only (16, 32) and larger steps are slower
+    cut = profiler.profile(engine, batches, chunks, [512], progress=False, stop_ms=stop)
+    assert max(b for b, _ in measured) == 16 and (16, 32) in measured
+    assert cut.points == {key: ms for key, ms in full.points.items() if key[0] <= 16}
