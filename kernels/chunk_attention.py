@@ -28,7 +28,7 @@ SPLIT_ALIGN = 128  # default split lengths are multiples of every BLOCK_N
 def _attention_configs() -> list[triton.Config]:
     if interpreting():
         return [triton.Config({"BLOCK_N": 16}, num_warps=4, num_stages=1)]
-    shapes = ((32, 4, 3), (32, 4, 4), (64, 4, 3), (64, 8, 3), (64, 4, 4), (128, 8, 2), (128, 4, 3), (128, 8, 3))
+    shapes = ((32, 4, 3), (32, 4, 4), (64, 4, 3), (64, 8, 3), (64, 4, 4), (128, 8, 2))
     return [triton.Config({"BLOCK_N": n}, num_warps=w, num_stages=s) for n, w, s in shapes]
 
 
