@@ -3,7 +3,7 @@
 The shipped tiny model replays recorded (or synthetic) acceptance; 64 staggered requests warm the controller up,
 then 64 requests are admitted at once (the offline benchmark's case). Prints the steps, the chosen chunk sizes and
 the committed tokens per second the profile gives those steps at the tokens they really fed (no GPU needed: the
-decisions do not depend on the CPU's step times, only the profile's).
+controller is fed the profile's step times, not the CPU's).
 
     python scripts/lockstep_check.py --mode elastic --profile docs/benchmarks/profile_qwen3-1.7b.json
 """
@@ -14,9 +14,8 @@ import argparse
 import time
 from pathlib import Path
 
-from optimus_backend.config import PROJECT_ROOT, EngineConfig, SamplingParams
-from optimus_backend.cost_model import CostModel
-from optimus_backend.engine import Engine
+from optimus_backend.config import PROJECT_ROOT, SamplingParams
+from priced_engine import priced_engine, step_price
 
 
 def main() -> int:
@@ -26,10 +25,7 @@ def main() -> int:
     parser.add_argument("--replay", default="docs/benchmarks/acceptance-synthetic.json")
     parser.add_argument("--requests", type=int, default=64)
     args = parser.parse_args()
-    config = EngineConfig(checkpoint=PROJECT_ROOT / "models/optimus-tiny", mode=args.mode, device="cpu",
-                          max_running=128, decoding_rule=f"replay:{args.replay}", profile_path=args.profile,
-                          kv_cpu_bytes=2**30)
-    engine = Engine(config)
+    engine, cost = priced_engine(args.mode, args.profile, args.replay)
     params = SamplingParams(max_tokens=256, ignore_eos=True)
     warm = []
     for i in range(args.requests):
@@ -42,8 +38,7 @@ def main() -> int:
         handle.result()
     steps = [r for r in engine.controller.history if r.step >= start and r.batch]
     engine.shutdown()
-    cost = CostModel.load(args.profile)
-    ms = sum(cost.predict(r.batch, r.fed_tokens / r.batch) for r in steps)
+    ms = sum(step_price(cost, r) for r in steps)
     committed = sum(r.committed_tokens for r in steps)
     print(f"{args.mode}: {len(steps)} steps, chunks {[r.chunk for r in steps]}")
     print(f"{args.mode}: {committed} tokens in {ms:.1f} ms by the profile = {committed / ms * 1e3:.0f} tok/s")

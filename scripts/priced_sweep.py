@@ -17,9 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from optimus_backend.config import PROJECT_ROOT, EngineConfig, SamplingParams
-from optimus_backend.cost_model import CostModel
-from optimus_backend.engine import Engine
+from optimus_backend.config import PROJECT_ROOT, SamplingParams
+from priced_engine import priced_engine, step_price
 
 PHASE_S = 5.0
 
@@ -32,12 +31,9 @@ def arrival_times(rates: list[float], seed: int = 0) -> list[float]:
     return times
 
 
-def run(mode: str, args: argparse.Namespace, cost: CostModel) -> dict:
+def run(mode: str, args: argparse.Namespace) -> dict:
     """One mode through every phase; the measured row of the last one."""
-    config = EngineConfig(checkpoint=PROJECT_ROOT / "models/optimus-tiny", mode=mode, device="cpu",
-                          max_running=128, decoding_rule=f"replay:{args.replay}", profile_path=args.profile,
-                          kv_cpu_bytes=2**31)
-    engine = Engine(config, start=False)
+    engine, cost = priced_engine(mode, args.profile, args.replay, start=False)
     params = SamplingParams(max_tokens=args.max_tokens, ignore_eos=True)
     arrivals = arrival_times(args.rates)
     measured_from = (len(args.rates) - 1) * PHASE_S
@@ -54,10 +50,7 @@ def run(mode: str, args: argparse.Namespace, cost: CostModel) -> dict:
             continue
         engine.step()
         record = engine.controller.history[-1]
-        decode_tokens = record.fed_tokens - record.prefill_tokens
-        batch = max(record.batch, 1)
-        clock += (cost.predict(batch, max(decode_tokens, 1) / batch)
-                  + cost.token_ms() * record.prefill_tokens) / 1e3
+        clock += step_price(cost, record) / 1e3
         if clock >= measured_from:
             committed += record.committed_tokens
         for request_id, entry in list(live.items()):
@@ -84,8 +77,7 @@ def main() -> int:
     parser.add_argument("--prompt-len", type=int, default=128)
     parser.add_argument("--max-tokens", type=int, default=256)
     args = parser.parse_args()
-    cost = CostModel.load(args.profile)
-    rows = [run(mode, args, cost) for mode in args.modes.split(",")]
+    rows = [run(mode, args) for mode in args.modes.split(",")]
     best = max((r for r in rows if r["mode"] != "elastic"), key=lambda r: r["tok_s"], default=None)
     for row in rows:
         versus = f", {row['tok_s'] / best['tok_s']:.3f}x {best['mode']}" if best and row["mode"] == "elastic" else ""
