@@ -77,6 +77,7 @@ class SimConfig:
     host_ms: tuple[float, float] = (0.0, 0.0)  # host time per step and per running request, unseen by the profile
     tpot_slo_ms: float | None = None  # given to the elastic controller (admission)
     drain_factor: float = 3.0  # after the arrivals end, run at most this many schedule durations
+    true_cost: CostModel | None = None  # prices the steps when it differs from the controller's profile
 
 
 @dataclass
@@ -127,6 +128,7 @@ def simulate(policy: str, cost: CostModel, acceptance: AcceptanceStats, schedule
     block = acceptance.block_size
     mode = DecodingMode.parse(policy)
     controller = controller_for(mode, block, cost, cfg.tpot_slo_ms)
+    truth = cfg.true_cost or cost
     running: list[_Request] = []
     now, end, next_arrival = 0.0, schedule.duration * (1 + cfg.drain_factor), 0
     while (next_arrival < len(pending) or running) and now < end:
@@ -143,8 +145,8 @@ def simulate(policy: str, cost: CostModel, acceptance: AcceptanceStats, schedule
         draws = np.ones(b, int) if mode.kind == "ar" else acceptance.sample(chunk, b, rng)
         committed = 0
         prefill_tokens = cfg.prompt_len * admitted
-        step_ms = (cost.predict(b, chunk) * float(np.exp(rng.normal(0.0, cfg.time_noise)))
-                   + cost.token_ms() * prefill_tokens + cfg.host_ms[0] + cfg.host_ms[1] * b)
+        step_ms = (truth.predict(b, chunk) * float(np.exp(rng.normal(0.0, cfg.time_noise)))
+                   + truth.token_ms() * prefill_tokens + cfg.host_ms[0] + cfg.host_ms[1] * b)
         now += step_ms / 1e3
         for request, drawn in zip(running, draws):
             k = _commit(request, int(drawn), block if mode.kind == "bd" else None)
@@ -190,6 +192,7 @@ def summarize(result: SimResult, start: float, stop: float, slo_ms: float) -> di
 
 def capacity_rps(cost: CostModel, acceptance: AcceptanceStats, cfg: SimConfig) -> float:
     """Requests/s the best fixed chunk sustains at the batch limit, prefill included: the scale of rate sweeps."""
+    cost = cfg.true_cost or cost
     b, mean_len = cfg.max_batch, sum(cfg.output_len) / 2
     decode_ms = min(cost.predict(b, c) / (b * acceptance.mean(c)) for c in range(1, acceptance.block_size + 1))
     return 1e3 / (mean_len * decode_ms + cost.token_ms() * cfg.prompt_len)
@@ -228,6 +231,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt-len", type=int, default=SimConfig.prompt_len)
     parser.add_argument("--host-ms", default="0,0",
                         help="host time per step and per running request (ms) that the profile does not include")
+    parser.add_argument("--true-profile", type=Path,
+                        help="price the steps by this profile instead (e.g. one measured on the serving machine, "
+                             "while the controller is given --profile from another)")
     parser.add_argument("--tpot-slo-ms", type=float, default=50.0, help="SLO for the attainment column")
     parser.add_argument("--seeds", type=int, default=1, help="repeat every run with this many seeds (mean)")
     parser.add_argument("--out-dir", type=Path, default=OUT_DIR)
@@ -240,7 +246,8 @@ def run(args: argparse.Namespace) -> int:
     acceptance = AcceptanceStats.load(args.acceptance) if args.acceptance else synthetic()
     acceptance.save(args.out_dir / "simulated_acceptance.json")  # what these results assumed
     per_step, per_request = (float(v) for v in args.host_ms.split(","))
-    cfg = SimConfig(max_batch=args.max_batch, prompt_len=args.prompt_len, host_ms=(per_step, per_request))
+    cfg = SimConfig(max_batch=args.max_batch, prompt_len=args.prompt_len, host_ms=(per_step, per_request),
+                    true_cost=load_profile(args.true_profile) if args.true_profile else None)
     policies = args.policies.split(",")
     fractions = [float(v) for v in args.rates.split(",") if v]
     changing = dict(item.split("=", 1) for item in args.changing.split(";") if item)

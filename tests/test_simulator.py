@@ -1,6 +1,7 @@
 """Load simulator and acceptance statistics (CPU, seconds)."""
 
 import csv
+import dataclasses
 
 import numpy as np
 import pytest
@@ -98,3 +99,20 @@ def test_changing_load_only_report_has_paired_ratios(cost, tmp_path):
     rows = list(csv.DictReader((tmp_path / "simulated_toy_wave_vs_fixed.csv").open()))
     assert {r["metric"] for r in rows} >= {"throughput_tok_s", "tpot_p90_ms"}
     assert all(float(r["ratio"]) > 0 and float(r["ratio_se"]) >= 0 for r in rows)
+
+
+def test_true_cost_prices_the_steps_while_the_controller_sees_the_profile(cost):
+    """With ``true_cost`` the steps (and the capacity that scales the rates) take its time, whatever profile the
+    controller is given."""
+    slower = CostModel({key: 2.0 * ms for key, ms in cost.points.items()}, {"model": "toy"})
+    acceptance = always(4)
+    times = {}
+    for truth in (None, slower):
+        cfg = SimConfig(max_batch=4, output_len=(64, 64), warmup_s=0.0, time_noise=0.0, true_cost=truth)
+        result = simulate("chunk:8", cost, acceptance, LoadSchedule.steady(0.0, 10.0), cfg, arrivals=[0.0])
+        times[truth is None] = [t for t, *_ in result.steps]
+    assert len(times[True]) == len(times[False]) == 16
+    assert np.allclose(times[False], 2.0 * np.array(times[True]))
+    cfg = SimConfig(max_batch=4, output_len=(64, 64), warmup_s=0.0, time_noise=0.0, true_cost=slower)
+    assert capacity_rps(cost, acceptance, cfg) == pytest.approx(
+        capacity_rps(cost, acceptance, dataclasses.replace(cfg, true_cost=None)) / 2.0)
