@@ -106,13 +106,13 @@ def test_true_cost_prices_the_steps_while_the_controller_sees_the_profile(cost):
     controller is given."""
     slower = CostModel({key: 2.0 * ms for key, ms in cost.points.items()}, {"model": "toy"})
     acceptance = always(4)
+    base = SimConfig(max_batch=4, output_len=(64, 64), warmup_s=0.0, time_noise=0.0)
     times = {}
     for truth in (None, slower):
-        cfg = SimConfig(max_batch=4, output_len=(64, 64), warmup_s=0.0, time_noise=0.0, true_cost=truth)
+        cfg = dataclasses.replace(base, true_cost=truth)
         result = simulate("chunk:8", cost, acceptance, LoadSchedule.steady(0.0, 10.0), cfg, arrivals=[0.0])
         times[truth is None] = [t for t, *_ in result.steps]
     assert len(times[True]) == len(times[False]) == 16
     assert np.allclose(times[False], 2.0 * np.array(times[True]))
-    cfg = SimConfig(max_batch=4, output_len=(64, 64), warmup_s=0.0, time_noise=0.0, true_cost=slower)
-    assert capacity_rps(cost, acceptance, cfg) == pytest.approx(
-        capacity_rps(cost, acceptance, dataclasses.replace(cfg, true_cost=None)) / 2.0)
+    assert capacity_rps(cost, acceptance, dataclasses.replace(base, true_cost=slower)) == pytest.approx(
+        capacity_rps(cost, acceptance, base) / 2.0)
