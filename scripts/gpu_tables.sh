@@ -4,7 +4,9 @@
 # $OUT/<job>.tgz (the device tool returns at most 8 files). BUDGET: seconds per sweep (default 470). JOBS: the
 # jobs to run (default all), each on the next GPU, so one job fits a one-GPU machine. Each engine
 # job first profiles its shape's step on its own GPU (profile.json in its folder, installed into the cache), so
-# the elastic controller prices steps of this machine, not of another card.
+# the elastic controller prices steps of this machine, not of another card. PROFILES="shape=file ..." installs
+# a committed profile of that shape instead (one made on another machine with the same card: saves the
+# 3-4 minutes an 8B profile takes on an H100). JOB_TIMEOUT: seconds per job (default BUDGET + 110).
 #   qwen3-1.7b-decode: Qwen3-1.7B shape, decode-heavy (prompt 128, 256 out), rates up to 256 req/s
 #   qwen3-8b-decode: Qwen3-8B shape, decode-heavy
 #   qwen3-8b-prefill: Qwen3-8B shape, prefill-heavy (prompt 256, 64 out)
@@ -26,16 +28,19 @@ job() {  # job NAME COMMAND...: runs COMMAND on the next GPU, in the background,
   gpu=$((gpu + 1))
   mkdir -p "$dir"
   (
-    CUDA_VISIBLE_DEVICES=$device timeout $((budget + 110)) env dir="$dir" bash -c "$command" >"$dir/stdout.log" 2>&1
+    CUDA_VISIBLE_DEVICES=$device timeout ${JOB_TIMEOUT:-$((budget + 110))} env dir="$dir" bash -c "$command" >"$dir/stdout.log" 2>&1
     echo "$name: exit $?" | tee -a "$OUT/gpus.log"
     tar -C "$OUT" -czf "$OUT/$name.tgz" "$name" && rm -rf "$dir"
   ) &
 }
 sweep() {  # sweep SHAPE ARGS...: profile the shape's step here, install the profile, then the scale run
-  local shape=$1
+  local shape=$1 given=""
   shift
-  echo "$profile --shape $shape --out \$dir/profile.json && python3 -m optimus_backend.cli profile --install" \
-    "\$dir/profile.json && python3 -m loadtest.scale --shapes $shape $engine $* --out \$dir"
+  for pair in ${PROFILES:-}; do [[ ${pair%%=*} == "$shape" ]] && given=${pair#*=}; done
+  local measure="$profile --shape $shape --out \$dir/profile.json"
+  [[ -n $given ]] && measure="cp $given \$dir/profile.json"
+  echo "$measure && python3 -m optimus_backend.cli profile --install \$dir/profile.json" \
+    "&& python3 -m loadtest.scale --shapes $shape $engine $* --out \$dir"
 }
 
 job qwen3-1.7b-decode "$(sweep qwen3-1.7b --prompt-len 128 --max-tokens 256 --rates 16,32,64,128,256)"
