@@ -9,8 +9,10 @@ no request ever waits for a capture; a kernel launch depends only on the bucket,
 from __future__ import annotations
 
 import bisect
+from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import Tensor
 from tqdm import tqdm
@@ -19,6 +21,36 @@ from .model import Transformer
 
 REQUEST_BUCKETS = [2, 4, 8, 16, 32, 48, 64, 96, 128, 160, 192, 256, 320, 384, 512]
 TOKEN_BUCKETS = [8, 16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144, 8192]
+
+
+@dataclass(frozen=True)
+class Buckets:
+    """The (requests, tokens) sizes graphs are captured for: a step runs the smallest bucket that holds it."""
+
+    requests: tuple[int, ...]  # request slots, one more than a step's requests (the padding's dummy request)
+    tokens: tuple[int, ...]
+
+    @staticmethod
+    def for_limits(max_requests: int, max_tokens: int) -> "Buckets":
+        return Buckets(tuple(b for b in REQUEST_BUCKETS if b < max_requests + 1) + (max_requests + 1,),
+                       tuple(t for t in TOKEN_BUCKETS if t < max_tokens) + (max_tokens,))
+
+    def key(self, requests: int, tokens: int) -> tuple[int, int] | None:
+        """The smallest bucket for a step of this many requests and tokens, or None (too large: eager)."""
+        b = bisect.bisect_left(self.requests, requests + 1)
+        t = bisect.bisect_left(self.tokens, tokens)
+        if b == len(self.requests) or t == len(self.tokens):
+            return None
+        return self.requests[b], self.tokens[t]
+
+    def padded(self, requests: int, tokens: np.ndarray) -> np.ndarray:
+        """Tokens that steps of ``requests`` requests and each of ``tokens`` tokens really run: their bucket's, or
+        their own where no bucket holds them (they run eagerly); ``key`` for many token counts at once."""
+        if requests + 1 > self.requests[-1]:
+            return tokens
+        sizes = np.asarray(self.tokens)
+        t = np.searchsorted(sizes, tokens)
+        return np.where(t < len(sizes), sizes[np.minimum(t, len(sizes) - 1)], tokens)
 
 
 class GraphedForward:
@@ -30,9 +62,8 @@ class GraphedForward:
         device = next(model.parameters()).device
         self.model = model
         self.attention_for = attention_for  # StepBatch -> AttentionFn
-        self.request_buckets = [b for b in REQUEST_BUCKETS if b < max_requests + 1] + [max_requests + 1]
-        self.token_buckets = [t for t in TOKEN_BUCKETS if t < max_tokens] + [max_tokens]
-        b_max, t_max = self.request_buckets[-1], self.token_buckets[-1]
+        self.buckets = Buckets.for_limits(max_requests, max_tokens)
+        b_max, t_max = self.buckets.requests[-1], self.buckets.tokens[-1]
         self.input_ids = torch.zeros(t_max, dtype=torch.long, device=device)
         self.positions = torch.zeros(t_max, dtype=torch.int32, device=device)
         self.slot_mapping = torch.full((t_max,), -1, dtype=torch.long, device=device)
@@ -42,8 +73,9 @@ class GraphedForward:
         self.graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, Tensor]] = {}
         self.pool = None
         # a step in bucket b_pad has at least the previous request bucket's count of requests, each feeding >= 1 token
-        smallest = dict(zip(self.request_buckets, [1] + self.request_buckets[:-1]))
-        keys = [(b, t) for t in reversed(self.token_buckets) for b in self.request_buckets if t >= smallest[b]]
+        requests, tokens = self.buckets.requests, self.buckets.tokens
+        smallest = dict(zip(requests, (1,) + requests[:-1]))
+        keys = [(b, t) for t in reversed(tokens) for b in requests if t >= smallest[b]]
         for key in tqdm(keys, desc="capturing CUDA graphs"):
             self._load(empty_step, *key)
             self._capture(key, self._static_step(empty_step, *key))
@@ -52,15 +84,7 @@ class GraphedForward:
         """The smallest (requests + dummy, tokens) bucket holding the step, or None (run it eagerly)."""
         if step.page_table.shape[1] > self.page_table.shape[1]:
             return None
-        return self.bucket_for(step.prefix_lens.numel(), step.input_ids.numel())
-
-    def bucket_for(self, requests: int, tokens: int) -> tuple[int, int] | None:
-        """The smallest bucket for a step of this many requests and tokens, or None (too large: eager)."""
-        b = bisect.bisect_left(self.request_buckets, requests + 1)
-        t = bisect.bisect_left(self.token_buckets, tokens)
-        if b == len(self.request_buckets) or t == len(self.token_buckets):
-            return None
-        return self.request_buckets[b], self.token_buckets[t]
+        return self.buckets.key(step.prefix_lens.numel(), step.input_ids.numel())
 
     def _static_step(self, step, b_pad: int, t_pad: int):
         return type(step)(self.input_ids[:t_pad], self.positions[:t_pad], self.cu_seqlens[:b_pad + 1],

@@ -97,10 +97,10 @@ class StepRunner:
 
         return attend
 
-    def padded_tokens(self, requests: int, tokens: int) -> int:
-        """Tokens a step of this size really runs: its CUDA graph bucket's, or its own when it runs eagerly."""
-        key = self.graphs.bucket_for(requests, tokens) if self.graphs is not None else None
-        return tokens if key is None else key[1]
+    def padded_tokens(self, requests: int, tokens: np.ndarray) -> np.ndarray:
+        """Tokens steps of ``requests`` requests and each of ``tokens`` tokens really run: their CUDA graph
+        bucket's, or their own when they run eagerly."""
+        return tokens if self.graphs is None else self.graphs.buckets.padded(requests, tokens)
 
     @torch.no_grad()
     def run(self, batch: list[tuple[Request, StepPlan]]) -> list[dict[int, int]]:

@@ -17,8 +17,9 @@ class Scheduler:
     while the batch limit, the controller's admission (SLO) and the KV pool allow."""
 
     def __init__(self, kv: PagedKVCache, controller: ChunkController, max_running: int,
-                 prefix_reuse: bool, out_block: bool, padded_tokens: Callable[[int, int], int] | None = None):
-        """``padded_tokens(requests, tokens)``: the tokens such a step really runs (CUDA graph padding)."""
+                 prefix_reuse: bool, out_block: bool,
+                 padded_tokens: Callable[[int, np.ndarray], np.ndarray] | None = None):
+        """``padded_tokens(requests, tokens)``: the tokens steps of each size really run (CUDA graph padding)."""
         self.kv = kv
         self.padded_tokens = padded_tokens
         self.controller = controller
@@ -71,7 +72,7 @@ class Scheduler:
             if self.padded_tokens is None:
                 return fed
             prefill, requests = sum(r.prefill_end() for r in prefilling), len(self.running)
-            return np.array([self.padded_tokens(requests, n + prefill) - prefill for n in fed.tolist()])
+            return self.padded_tokens(requests, fed + prefill) - prefill
 
         return step_tokens
 

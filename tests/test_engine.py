@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from optimus_backend.config import ConfigError, DecodingMode, EngineConfig, SamplingParams
+from optimus_backend.cuda_graphs import Buckets
 from optimus_backend.detokenizer import Detokenizer
 from optimus_backend.engine import Engine
 from optimus_backend.reference import ReferenceDecoder
@@ -233,3 +235,15 @@ def test_window_predicts_what_each_chunk_feeds(causal, out_block):
         plan = request.plan(rng.choice((1, 3, 8)), out_block=out_block)
         picks = [p for p in plan.scored if rng.random() < 0.5] or list(plan.scored[:1])
         request.apply(plan, {p: rng.randrange(3, 50) for p in picks})
+
+
+@pytest.mark.parametrize("max_requests,max_tokens", [(128, 4096), (37, 1000), (256, 8192)])
+def test_padded_tokens_agree_with_the_bucket_each_step_replays(max_requests, max_tokens):
+    """The controller prices each c at ``Buckets.padded`` (many token counts at once); the runner replays
+    ``Buckets.key``. They must name the same size, eager steps (too many requests or tokens) included."""
+    buckets, rng = Buckets.for_limits(max_requests, max_tokens), np.random.default_rng(max_tokens)
+    for requests in [1, 2, max_requests - 1, max_requests, max_requests + 1, *rng.integers(1, 2 * max_requests, 20)]:
+        tokens = np.concatenate([rng.integers(1, 2 * max_tokens, 200), np.array(buckets.tokens), [max_tokens + 1]])
+        keys = [buckets.key(int(requests), int(t)) for t in tokens]
+        expected = [t if key is None else key[1] for t, key in zip(tokens.tolist(), keys)]
+        assert buckets.padded(int(requests), tokens).tolist() == expected
