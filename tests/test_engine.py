@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from optimus_backend.config import ConfigError, DecodingMode, EngineConfig, SamplingParams
+from optimus_backend.config import PROJECT_ROOT, ConfigError, DecodingMode, EngineConfig, SamplingParams
 from optimus_backend.cuda_graphs import Buckets
 from optimus_backend.detokenizer import Detokenizer
 from optimus_backend.engine import Engine
 from optimus_backend.reference import ReferenceDecoder
+from optimus_backend.tokenizer import Tokenizer
 
 PROMPTS = [
     "what is 12 + 7 - 3? the",
@@ -167,6 +168,45 @@ def test_stop_string_split_across_steps_is_caught(tiny_checkpoint):
     run_to_end(engine, [stopped])
     result, final = stopped.result()
     assert final.finish_reason == "stop" and result == text[:text.find(stop)]
+
+
+class WholeTextDetokenizer(Detokenizer):
+    """The reference: decodes the whole prefix at every update."""
+
+    def text(self, token_ids: list[int]) -> str:
+        return self.decode(token_ids)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_incremental_detokenizer_matches_decoding_the_whole_prefix(seed):
+    """Decoding only the new tokens (plus context) gives the whole prefix's text at every step, and the same deltas
+    as the reference, for the shipped byte-level BPE tokenizer on text with multi-byte characters and on random ids
+    (which cut UTF-8 sequences anywhere)."""
+    tokenizer = Tokenizer(PROJECT_ROOT / "models/optimus-tiny")
+    rng = np.random.default_rng(seed)
+    text_ids = tokenizer.encode("naïve café: 中文字符 and emoji 🙂🚀, then the lazy dog " * 6)
+    random_ids = rng.integers(0, tokenizer.vocab_size, 300).tolist()
+    for ids, stops in [(text_ids, []), (random_ids, []), (text_ids, ["lazy d", "字符"]), (random_ids, ["e t"])]:
+        decoded = {"fast": 0, "reference": 0}  # tokens each one decoded
+
+        def counting(name):
+            def decode(token_ids):
+                decoded[name] += len(token_ids)
+                return tokenizer.decode(token_ids)
+            return decode
+
+        fast, reference = Detokenizer(counting("fast"), stops), WholeTextDetokenizer(counting("reference"), stops)
+        end = 0
+        while end < len(ids) and not reference.stopped:
+            end = min(end + int(rng.integers(1, 9)), len(ids))
+            final = end == len(ids)
+            assert fast.update(ids[:end], final) == reference.update(ids[:end], final)
+            counted = decoded["fast"]
+            assert fast.text(ids[:end]) == tokenizer.decode(ids[:end])
+            decoded["fast"] = counted  # only the updates' decoding is compared
+        assert fast.stopped == reference.stopped
+        if not stops:  # the whole run: the reference decodes O(n^2) tokens, the incremental one O(n)
+            assert decoded["fast"] < decoded["reference"] / 4
 
 
 def test_detokenizer_holds_back_a_possible_stop_prefix():
