@@ -31,8 +31,12 @@ class PagedKVCache:
         self.page_size = page_size
         self.num_pages = num_pages
         self.free_pages = list(range(num_pages - 1, -1, -1))
-        self.tables: dict[str, list[int]] = {}
-        self.reserved: dict[str, int] = {}
+        self.reserved: dict[str, int] = {}  # request -> pages promised to it
+        # Page tables as rows of one array (zero past each request's pages): a step's table is one gather.
+        self.rows: dict[str, int] = {}  # request -> its row
+        self.free_rows: list[int] = []
+        self.table_rows = np.zeros((0, 1), dtype=np.int32)
+        self.table_lens = np.zeros(0, dtype=np.int64)
 
     @staticmethod
     def pages_for_budget(cfg: ModelConfig, budget_bytes: int, page_size: int, dtype: torch.dtype) -> int:
@@ -48,7 +52,7 @@ class PagedKVCache:
 
     def unreserved_pages(self) -> int:
         """Pages neither in use nor promised to a running request."""
-        promised = sum(self.reserved[r] - len(self.tables[r]) for r in self.tables)
+        promised = sum(self.reserved.values()) - int(self.table_lens.sum())
         return len(self.free_pages) - promised
 
     def can_admit(self, positions: int) -> bool:
@@ -57,25 +61,43 @@ class PagedKVCache:
     def admit(self, request_id: str, positions: int) -> None:
         if not self.can_admit(positions):
             raise RuntimeError(f"KV pool cannot hold request {request_id} ({positions} positions)")
-        self.tables[request_id] = []
-        self.reserved[request_id] = self.pages_needed(positions)
+        self.reserved[request_id] = pages = self.pages_needed(positions)
+        if not self.free_rows:  # twice the rows
+            count = len(self.table_lens)
+            added = max(count, 8)
+            self.table_rows = np.pad(self.table_rows, ((0, added), (0, 0)))
+            self.table_lens = np.pad(self.table_lens, (0, added))
+            self.free_rows = list(range(count + added - 1, count - 1, -1))
+        if pages > self.table_rows.shape[1]:  # wide enough for this request's pages
+            self.table_rows = np.pad(self.table_rows, ((0, 0), (0, pages - self.table_rows.shape[1])))
+        self.rows[request_id] = self.free_rows.pop()
+
+    def pages(self, request_id: str) -> np.ndarray:
+        """The request's pages so far, in position order."""
+        row = self.rows[request_id]
+        return self.table_rows[row, :self.table_lens[row]]
 
     def ensure(self, request_id: str, positions: int) -> None:
         """Grows the request's page table to cover ``positions`` positions (within its reservation)."""
-        table = self.tables[request_id]
-        needed = self.pages_needed(positions)
-        assert needed <= self.reserved[request_id], "request grew past its reservation"
-        while len(table) < needed:
-            table.append(self.free_pages.pop())
+        row = self.rows[request_id]
+        have, needed = int(self.table_lens[row]), self.pages_needed(positions)
+        if needed > have:
+            assert needed <= self.reserved[request_id], "request grew past its reservation"
+            self.table_rows[row, have:needed] = [self.free_pages.pop() for _ in range(needed - have)]
+            self.table_lens[row] = needed
 
     def release(self, request_id: str) -> None:
-        self.free_pages.extend(reversed(self.tables.pop(request_id, [])))
-        self.reserved.pop(request_id, None)
+        row = self.rows.pop(request_id, None)
+        if row is None:
+            return
+        self.free_pages.extend(reversed(self.table_rows[row, :self.table_lens[row]].tolist()))
+        self.table_rows[row, :self.table_lens[row]] = 0
+        self.table_lens[row] = 0
+        self.free_rows.append(row)
+        del self.reserved[request_id]
 
     def page_table(self, request_ids: list[str]) -> np.ndarray:
         """[b, max_pages] int32, padded with page 0 (never read past a request's prefix)."""
-        tables = [self.tables[r] for r in request_ids]
-        array = np.zeros((len(tables), max(1, max(map(len, tables), default=1))), dtype=np.int32)
-        for row, table in zip(array, tables):
-            row[:len(table)] = table
-        return array
+        rows = np.fromiter((self.rows[r] for r in request_ids), dtype=np.int64, count=len(request_ids))
+        width = max(1, int(self.table_lens[rows].max())) if len(rows) else 1
+        return self.table_rows[rows, :width]

@@ -287,3 +287,33 @@ def test_padded_tokens_agree_with_the_bucket_each_step_replays(max_requests, max
         keys = [buckets.key(int(requests), int(t)) for t in tokens]
         expected = [t if key is None else key[1] for t, key in zip(tokens.tolist(), keys)]
         assert buckets.padded(int(requests), tokens).tolist() == expected
+
+
+def test_kv_page_tables_follow_admissions_growth_and_releases(tiny_checkpoint):
+    """Random admits, growth and releases: every live request's pages are its own (no page held twice), the step's
+    page table is each request's pages zero-padded to the longest, and every page is back in the pool at the end."""
+    kv = make_engine(tiny_checkpoint, "chunk:4").kv
+    rng, live, held = np.random.default_rng(3), {}, {}  # request -> reserved positions, -> positions ensured
+    for step in range(400):
+        if live and rng.random() < 0.3:
+            request = str(rng.choice(sorted(live)))
+            kv.release(request)
+            del live[request], held[request]
+        elif rng.random() < 0.5 and kv.can_admit(positions := int(rng.integers(1, 200))):
+            kv.admit(f"r{step}", positions)
+            live[f"r{step}"], held[f"r{step}"] = positions, 0
+        for request in live:
+            held[request] = min(live[request], held[request] + int(rng.integers(0, 40)))
+            kv.ensure(request, held[request])
+        pages = {request: kv.pages(request).tolist() for request in live}
+        assert all(len(pages[r]) == kv.pages_needed(held[r]) for r in live)
+        flat = [page for table in pages.values() for page in table]
+        assert len(flat) == len(set(flat)) == kv.pages_used
+        if live:
+            order = list(rng.permutation(sorted(live)))
+            width = max(1, *(len(pages[r]) for r in order))
+            expected = [pages[r] + [0] * (width - len(pages[r])) for r in order]
+            assert kv.page_table(order).tolist() == expected
+    for request in list(live):
+        kv.release(request)
+    assert kv.pages_used == 0 and kv.unreserved_pages() == kv.num_pages
