@@ -119,6 +119,8 @@ class ElasticController(ChunkController):
                  history_len: int = HISTORY_LEN):
         super().__init__(cost_model, history_len)
         self.candidates = np.arange(1, block_size + 1)
+        self._chunk_values = self.candidates.astype(float)
+        self._neighbour_cache: dict[bytes, tuple[np.ndarray, ...]] = {}
         self.tpot_slo_ms = tpot_slo_ms
         self.ema_alpha, self.half_life, self.drift = ema_alpha, half_life, drift
         self.estimate = np.zeros(block_size)  # E[c], index c - 1
@@ -141,19 +143,31 @@ class ElasticController(ChunkController):
                          ratio: bool) -> tuple[np.ndarray, np.ndarray]:
         """(most, least) E[c] can be for every c given the confidence limits of the nearest ``known`` estimates
         strictly above and below it, assuming E is nondecreasing in c and, if ``ratio``, E[c]/c nonincreasing."""
-        c = self.candidates.astype(float)
-        k, hi, lo = c[known], upper[known], lower[known]
-        if not len(k):
+        c = self._chunk_values
+        hi, lo = upper[known], lower[known]
+        if not len(hi):
             return c, np.zeros_like(c)
-        up = np.minimum(np.searchsorted(k, c, side="right"), len(k) - 1)  # nearest known c' > c, if any
-        down = np.maximum(np.searchsorted(k, c, side="left") - 1, 0)  # nearest known c' < c, if any
-        has_up, has_down = k[up] > c, k[down] < c
+        k, up, has_up, down, has_down = self._neighbours(known)
         high = np.minimum(c, np.where(has_up, hi[up], np.inf))
         low = np.where(has_down, lo[down], 0.0)
         if ratio:
             high = np.minimum(high, np.where(has_down, hi[down] * c / k[down], np.inf))
             low = np.maximum(low, np.where(has_up, lo[up] * c / k[up], 0.0))
         return high, np.minimum(low, high)
+
+    def _neighbours(self, known: np.ndarray) -> tuple[np.ndarray, ...]:
+        """(known c values; for every c the index among them of the nearest known c' > c, whether there is one;
+        the same for c' < c), cached per set of known c (it changes only when a c is first or last seen)."""
+        key = known.tobytes()
+        if key not in self._neighbour_cache:
+            if len(self._neighbour_cache) > HISTORY_LEN:
+                self._neighbour_cache.clear()
+            c = self._chunk_values
+            k = c[known]
+            up = np.minimum(np.searchsorted(k, c, side="right"), len(k) - 1)
+            down = np.maximum(np.searchsorted(k, c, side="left") - 1, 0)
+            self._neighbour_cache[key] = k, up, k[up] > c, down, k[down] < c
+        return self._neighbour_cache[key]
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """(optimistic, pessimistic) E[c] for decisions: the estimates made nondecreasing in c (a weighted
@@ -220,7 +234,7 @@ class ElasticController(ChunkController):
                         else self.cost_model.predict(record.batch, record.chunk))
             ratio = record.measured_ms / profiled
             self.latency_scale += LATENCY_ALPHA * (ratio - self.latency_scale)
-            relative = np.clip(ratio / self.latency_scale, 1.0 / MAX_CHUNK_SCALE, MAX_CHUNK_SCALE)
+            relative = min(max(ratio / self.latency_scale, 1.0 / MAX_CHUNK_SCALE), MAX_CHUNK_SCALE)
             self.chunk_scale[i] += LATENCY_ALPHA * (relative - self.chunk_scale[i])
         n = self.requests()[i]
         value, b = record.committed_tokens / record.batch, record.batch
@@ -246,6 +260,8 @@ class ElasticController(ChunkController):
 
 def isotonic(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """The weighted least-squares nondecreasing fit of ``values`` (pool adjacent violators)."""
+    if np.all(values[1:] >= values[:-1]):
+        return values
     blocks: list[list[float]] = []  # [mean, weight, count]
     for value, weight in zip(values.tolist(), np.maximum(weights, 1e-9).tolist()):
         blocks.append([value, weight, 1])
