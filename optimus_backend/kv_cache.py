@@ -73,7 +73,7 @@ class PagedKVCache:
         self.rows[request_id] = self.free_rows.pop()
 
     def pages(self, request_id: str) -> np.ndarray:
-        """The request's pages so far, in position order."""
+        """The request's pages so far, in position order (a view of its row)."""
         row = self.rows[request_id]
         return self.table_rows[row, :self.table_lens[row]]
 
@@ -87,11 +87,12 @@ class PagedKVCache:
             self.table_lens[row] = needed
 
     def release(self, request_id: str) -> None:
-        row = self.rows.pop(request_id, None)
-        if row is None:
+        if request_id not in self.rows:
             return
-        self.free_pages.extend(reversed(self.table_rows[row, :self.table_lens[row]].tolist()))
-        self.table_rows[row, :self.table_lens[row]] = 0
+        pages = self.pages(request_id)
+        self.free_pages.extend(reversed(pages.tolist()))
+        pages[:] = 0
+        row = self.rows.pop(request_id)
         self.table_lens[row] = 0
         self.free_rows.append(row)
         del self.reserved[request_id]
