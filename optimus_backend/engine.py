@@ -51,7 +51,7 @@ class RequestHandle:
         self.request_id = request.request_id
         self.request = request  # read-only view of the decoding state (steps, commit steps)
         self.num_input_tokens = request.prompt_len
-        self.deltas: queue.Queue[Delta] = queue.Queue()
+        self.deltas: queue.SimpleQueue[Delta] = queue.SimpleQueue()  # put is C code, a tenth of Queue.put
 
     def __iter__(self) -> Iterator[Delta]:
         while True:
@@ -103,7 +103,7 @@ class Engine:
                                    config.prefix_kv_reuse and self.mode.kind != "bd", config.out_block,
                                    self.runner.padded_tokens)
         self._live: dict[str, _Live] = {}
-        self._inbox: queue.Queue[tuple[str, object]] = queue.Queue()
+        self._inbox: queue.SimpleQueue[tuple[str, object]] = queue.SimpleQueue()
         self._ids = itertools.count()
         self._lock = threading.Lock()
         self._wake = threading.Event()

@@ -154,8 +154,9 @@ class Request:
 
     def apply(self, plan: StepPlan, commits: dict[int, int]) -> None:
         """Records this step's commits and KV writes, then checks EOS / length."""
+        assert not commits or plan.kind is StepKind.DECODE and commits.keys() <= set(plan.scored)
         for pos, token in commits.items():
-            assert plan.kind is StepKind.DECODE and pos in plan.scored and not self.committed[pos]
+            assert not self.committed[pos]
             self.ids[pos] = token
             self.committed[pos] = True
             self.commit_steps[pos] = self.steps
