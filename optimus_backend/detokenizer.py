@@ -53,7 +53,7 @@ class Detokenizer:
         """New text for the committed prefix ``token_ids``; sets ``stopped`` when a stop string appears."""
         text = self.text(token_ids)
         search_from = max(self.emitted - self.longest_stop + 1, 0)
-        hits = [text.find(stop, search_from) for stop in self.stops if stop in text[search_from:]]
+        hits = [at for at in (text.find(stop, search_from) for stop in self.stops) if at >= 0]
         if hits:
             self.stopped = True
             end = min(hits)
