@@ -74,6 +74,7 @@ class _Live:
     handle: RequestHandle
     detokenizer: Detokenizer
     sent_tokens: int = 0
+    done: bool = False  # its final delta is sent
 
 
 class Engine:
@@ -103,6 +104,7 @@ class Engine:
                                    config.prefix_kv_reuse and self.mode.kind != "bd", config.out_block,
                                    self.runner.padded_tokens)
         self._live: dict[str, _Live] = {}
+        self._unsent: list[_Live] = []  # the last step's requests, whose deltas go out while the next step runs
         self._inbox: queue.SimpleQueue[tuple[str, object]] = queue.SimpleQueue()
         self._ids = itertools.count()
         self._lock = threading.Lock()
@@ -189,6 +191,7 @@ class Engine:
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout=30)
+        self._send_deltas()  # the last step's, finished ones included
         for live in list(self._live.values()):
             self._finish(live, "abort")
 
@@ -197,6 +200,7 @@ class Engine:
         while not self._stop.is_set():
             self._drain_inbox()
             if not self.scheduler.running and not self.scheduler.waiting:
+                self._send_deltas()
                 self._wake.wait(timeout=0.5)
                 self._wake.clear()
                 continue
@@ -205,7 +209,11 @@ class Engine:
             except Exception:  # a bug must not take the server down: fail the running requests, keep serving
                 log.exception("engine step failed; failing the running requests")
                 for request in list(self.scheduler.running):
-                    self._finish(self._live[request.request_id], "error")
+                    live = self._live.get(request.request_id)
+                    if live is None:  # its final delta is out already (a stop string)
+                        self._retire(request)
+                    else:
+                        self._finish(live, "error")
 
     def _drain_inbox(self) -> None:
         while True:
@@ -219,13 +227,17 @@ class Engine:
                 self._finish(self._live[item], "abort")
 
     def step(self) -> None:
-        """One engine step over every running request."""
+        """One engine step over every running request. The previous step's deltas are sent while the device
+        computes this one (on CUDA the launch returns at once), so detokenizing costs no device time."""
         start = time.perf_counter()
         chunk, batch = self.scheduler.schedule()
         if not batch:
+            self._send_deltas()
             return
         forward_start = time.perf_counter()
-        commits = self.runner.run(batch)
+        flight = self.runner.launch(batch)
+        self._send_deltas()
+        commits = self.runner.collect(flight)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         forward_ms = (time.perf_counter() - forward_start) * 1e3
@@ -234,8 +246,11 @@ class Engine:
         committed = sum(len(c) for c in commits)
         decoding = sum(1 for _, plan in batch if plan.scored)
         for (request, plan), request_commits in zip(batch, commits):
-            request.apply(plan, request_commits)
-            self._emit(self._live[request.request_id])
+            if not request.finished:  # else a stop string ended it while this step ran: its commits are dropped
+                request.apply(plan, request_commits)
+            if request.finished:
+                self._retire(request)
+        self._unsent = [live for live in (self._live.get(r.request_id) for r, _ in batch) if live is not None]
         step_ms = (time.perf_counter() - start) * 1e3
         self.controller.observe(StepRecord(self.steps, decoding, chunk, fed, committed, step_ms,
                                            prefill_tokens=prefill))
@@ -249,30 +264,47 @@ class Engine:
                               "committed_per_fed": committed / fed if fed else 0.0, "step_ms": step_ms,
                               "forward_ms": forward_ms, "predicted_ms": self.controller.last_predicted_ms}
 
+    def _send_deltas(self) -> None:
+        unsent, self._unsent = self._unsent, []
+        for live in unsent:
+            self._emit(live)
+
     def _emit(self, live: _Live) -> None:
+        if live.done:
+            return  # aborted since
         request = live.request
         tokens = request.generated()
         if len(tokens) == live.sent_tokens and not request.finished:
             return  # nothing new committed in the streamable prefix: skip the decode
         text = live.detokenizer.update(tokens, final=request.finished)
         if live.detokenizer.stopped and not request.finished:
-            request.finish("stop")
+            request.finish("stop")  # leaves the running set after the step in flight
             tokens = request.generated()
         if request.finished:
-            self._finish(live, request.finish_reason, text)
+            self._send_final(live, text)
             return
         if text or len(tokens) > live.sent_tokens:
             live.handle.deltas.put(Delta(text, tokens[live.sent_tokens:], num_input_tokens=request.prompt_len,
                                          num_output_tokens=len(tokens)))
             live.sent_tokens = len(tokens)
 
-    def _finish(self, live: _Live, reason: str, text: str = "") -> None:
-        request = live.request
-        request.finish(reason)
+    def _retire(self, request: Request) -> None:
+        """Takes a finished request out of the running set and frees its pages."""
         self.scheduler.remove(request)
         self.runner.forget(request.request_id)
+
+    def _finish(self, live: _Live, reason: str) -> None:
+        """Ends a request now (abort, error, shutdown) and sends its final delta."""
+        live.request.finish(reason)
+        self._retire(live.request)
+        self._send_final(live)
+
+    def _send_final(self, live: _Live, text: str = "") -> None:
+        request = live.request
+        live.done = True
         tokens = request.generated()
         with self._lock:
             self._live.pop(request.request_id, None)
-            self.totals["aborted" if reason == "abort" else "finished"] += 1
-        live.handle.deltas.put(Delta(text, tokens[live.sent_tokens:], True, reason, request.prompt_len, len(tokens)))
+            self.totals["aborted" if request.finish_reason == "abort" else "finished"] += 1
+        live.handle.deltas.put(Delta(text, tokens[live.sent_tokens:], True, request.finish_reason,
+                                     request.prompt_len, len(tokens)))

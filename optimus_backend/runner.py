@@ -28,6 +28,17 @@ class StepBatch:
     page_table: Tensor  # [b, max_pages] int32
     slot_mapping: Tensor  # [T] int64, -1 where the KV is not written this step
     scored_rows: list[list[int]]  # per request, rows (into T) whose logits score its targets
+    scored_index: Tensor  # [R] int64 on the device: every request's scored rows, concatenated
+
+
+@dataclass
+class InFlight:
+    """A launched step: its forward and greedy scores are queued on the device; ``StepRunner.collect`` waits."""
+
+    batch: list[tuple[Request, StepPlan]]
+    step: StepBatch
+    hidden: Tensor  # [T, D] final hidden states
+    scores: tuple[Tensor, Tensor] | None  # greedy (confidence, token) of the scored rows; None when none is scored
 
 
 class StepRunner:
@@ -70,20 +81,22 @@ class StepRunner:
         page_size = self.kv.page_size
         slots = page_table[owner, positions // page_size].astype(np.int64) * page_size + positions % page_size
         slots[positions >= np.array(cache_ends, dtype=np.int64)[owner]] = -1  # fed, but its KV is not final yet
-        device = self.device
+        all_rows = np.array([row for rows in scored_rows for row in rows], dtype=np.int64)
+        prefix_lens = np.array([r.cached_len for r, _ in batch], dtype=np.int64)
+        fields = self.upload([np.array(ids, dtype=np.int64), slots, all_rows, positions, cu_seqlens, prefix_lens,
+                              page_table.astype(np.int64)])
+        input_ids, slot_mapping, scored_index, *int32_fields = fields
+        positions_t, cu_seqlens_t, prefix_lens_t, page_table_t = (f.to(torch.int32) for f in int32_fields)
+        return StepBatch(input_ids, positions_t, cu_seqlens_t, prefix_lens_t, page_table_t.view(page_table.shape),
+                         slot_mapping, scored_rows, scored_index)
 
-        def to_device(array: np.ndarray, dtype: torch.dtype) -> Tensor:
-            return torch.from_numpy(array).to(device=device, dtype=dtype)
-
-        return StepBatch(
-            input_ids=torch.tensor(ids, dtype=torch.long, device=device),
-            positions=to_device(positions, torch.int32),
-            cu_seqlens=to_device(cu_seqlens, torch.int32),
-            prefix_lens=torch.tensor([r.cached_len for r, _ in batch], dtype=torch.int32, device=device),
-            page_table=to_device(page_table, torch.int32),
-            slot_mapping=to_device(slots, torch.long),
-            scored_rows=scored_rows,
-        )
+    def upload(self, arrays: list[np.ndarray]) -> list[Tensor]:
+        """The arrays (int64) on the device, in one copy: each copy from pageable memory waits for the device, and
+        a step has seven arrays. On CUDA the copy is from pinned memory and returns at once."""
+        flat = torch.from_numpy(np.concatenate([a.ravel() for a in arrays]))
+        if self.device.type == "cuda":
+            flat = flat.pin_memory().to(self.device, non_blocking=True)
+        return list(flat.split([a.size for a in arrays]))
 
     def attention(self, step: StepBatch, block_size: int):
         """The AttentionFn of this step: chunk attention over the pages, then the KV writes."""
@@ -105,26 +118,45 @@ class StepRunner:
     @torch.no_grad()
     def run(self, batch: list[tuple[Request, StepPlan]]) -> list[dict[int, int]]:
         """Commits per request ({position: token}) for this step's plans."""
+        return self.collect(self.launch(batch))
+
+    @torch.no_grad()
+    def launch(self, batch: list[tuple[Request, StepPlan]]) -> InFlight:
+        """Queues the step on the device and returns at once on CUDA (on CPU the work is done here)."""
         step = self.pack(batch)
+        hidden = self.forward(step)
+        return InFlight(batch, step, hidden, self.score(step, hidden))
+
+    def forward(self, step: StepBatch) -> Tensor:
+        """Final hidden states [T, D] of the step's tokens: a CUDA graph replay when a bucket holds the step."""
         key = self.graphs.bucket(step) if self.graphs is not None else None
         if key is not None:
-            hidden = self.graphs(step, key)
-        else:
-            attend = self.attention(step, self.model.config.block_size)
-            hidden = self.model(step.input_ids.unsqueeze(0), step.positions.unsqueeze(0).long(), attend)[0]
-        all_rows = [row for rows in step.scored_rows for row in rows]
-        if not all_rows:
-            return [{} for _ in batch]
-        greedy_conf, greedy_token = self.kernels.lm_head_confidence(hidden[all_rows], self.model.lm_head.weight)
-        greedy_conf, greedy_token = greedy_conf.tolist(), greedy_token.tolist()
+            return self.graphs(step, key)
+        attend = self.attention(step, self.model.config.block_size)
+        return self.model(step.input_ids.unsqueeze(0), step.positions.unsqueeze(0).long(), attend)[0]
+
+    def score(self, step: StepBatch, hidden: Tensor) -> tuple[Tensor, Tensor] | None:
+        """Greedy (confidence, token) of every scored row, from the LM head; None when no row is scored."""
+        if not step.scored_index.numel():
+            return None
+        return self.kernels.lm_head_confidence(hidden[step.scored_index], self.model.lm_head.weight)
+
+    @torch.no_grad()
+    def collect(self, flight: InFlight) -> list[dict[int, int]]:
+        """Waits for the step and lets the decoding rule pick each request's commits."""
+        if flight.scores is None:
+            return [{} for _ in flight.batch]
+        greedy_conf, greedy_token = flight.scores
+        greedy_conf, greedy_token = torch.stack((greedy_conf.double(), greedy_token.double())).tolist()  # one wait
         commits, offset = [], 0
-        for (request, plan), rows in zip(batch, step.scored_rows):
+        for (request, plan), rows in zip(flight.batch, flight.step.scored_rows):
             params = request.params
             if params.temperature == 0:
                 tokens = greedy_token[offset:offset + len(rows)]
                 confidence = greedy_conf[offset:offset + len(rows)]
             else:
-                token_t, conf_t = choose_tokens(self.model.logits(hidden[rows]), params, self.generator(request))
+                token_t, conf_t = choose_tokens(self.model.logits(flight.hidden[rows]), params,
+                                                self.generator(request))
                 tokens, confidence = token_t.tolist(), conf_t.tolist()
             offset += len(rows)
             chosen = self.rule.select(confidence, params.threshold)

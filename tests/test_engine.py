@@ -54,6 +54,7 @@ def run_to_end(engine: Engine, handles, arrivals: dict[int, list] | None = None)
             out.append(engine.submit(prompt, params))
         engine._drain_inbox()
         if not engine.scheduler.running and not engine.scheduler.waiting and not arrivals:
+            engine._send_deltas()  # as the loop does when it goes idle
             return
         engine.step()
         step += 1
@@ -165,9 +166,19 @@ def test_stop_string_split_across_steps_is_caught(tiny_checkpoint):
     stop = deltas[boundary][-1:] + deltas[boundary + 1][:1]
     text = "".join(deltas)
     stopped = engine.submit(PROMPTS[0], SamplingParams(max_tokens=19, ignore_eos=True, threshold=0.3, stop=[stop]))
-    run_to_end(engine, [stopped])
+    companion = engine.submit(PROMPTS[1], PARAMS)
+    run_to_end(engine, [stopped, companion])
     result, final = stopped.result()
     assert final.finish_reason == "stop" and result == text[:text.find(stop)]
+    # the stop is found while the next step runs: that step's commits are dropped and its pages freed, and the
+    # request beside it decodes as it would alone
+    assert stopped.request.steps < free.request.steps
+    alone = make_engine(tiny_checkpoint, "chunk:2")
+    single = alone.submit(PROMPTS[1], PARAMS)
+    run_to_end(alone, [single])
+    assert companion.result()[0] == single.result()[0]
+    assert companion.request.commit_steps == single.request.commit_steps
+    assert engine.kv.pages_used == 0 and engine.stats()["total_finished"] == 3
 
 
 class WholeTextDetokenizer(Detokenizer):
