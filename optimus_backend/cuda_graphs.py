@@ -88,7 +88,8 @@ class GraphedForward:
 
     def _static_step(self, step, b_pad: int, t_pad: int):
         return type(step)(self.input_ids[:t_pad], self.positions[:t_pad], self.cu_seqlens[:b_pad + 1],
-                          self.prefix_lens[:b_pad], self.page_table[:b_pad], self.slot_mapping[:t_pad], [])
+                          self.prefix_lens[:b_pad], self.page_table[:b_pad], self.slot_mapping[:t_pad], [],
+                          self.slot_mapping[:0])
 
     def _load(self, step, b_pad: int, t_pad: int) -> None:
         b, t = step.prefix_lens.numel(), step.input_ids.numel()
