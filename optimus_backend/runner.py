@@ -54,6 +54,9 @@ class StepRunner:
         self.device = next(model.parameters()).device
         self.scale = model.config.head_dim ** -0.5
         self.generators: dict[str, torch.Generator] = {}
+        if self.device.type == "cuda":
+            self.staging = torch.empty(0, dtype=torch.long, pin_memory=True)  # host side of upload()
+            self.uploaded = torch.cuda.Event()
         self.graphs = None
         if graph_limits is not None:
             max_pages = kv.pages_needed(model.config.max_position_embeddings)
@@ -91,12 +94,20 @@ class StepRunner:
                          slot_mapping, scored_rows, scored_index)
 
     def upload(self, arrays: list[np.ndarray]) -> list[Tensor]:
-        """The arrays (int64) on the device, in one copy: each copy from pageable memory waits for the device, and
-        a step has seven arrays. On CUDA the copy is from pinned memory and returns at once."""
-        flat = torch.from_numpy(np.concatenate([a.ravel() for a in arrays]))
-        if self.device.type == "cuda":
-            flat = flat.pin_memory().to(self.device, non_blocking=True)
-        return list(flat.split([a.size for a in arrays]))
+        """The int64 arrays on the device, in one copy: each copy from pageable memory waits for the device, and
+        a step has seven arrays. On CUDA the copy is from a pinned buffer kept across steps and returns at once."""
+        sizes = [a.size for a in arrays]
+        if self.device.type != "cuda":
+            return list(torch.from_numpy(np.concatenate([a.ravel() for a in arrays])).split(sizes))
+        total = sum(sizes)
+        if self.staging.numel() < total:
+            self.staging = torch.empty(2 * total, dtype=torch.long, pin_memory=True)
+        self.uploaded.synchronize()  # the previous copy out of the buffer is done (it is, after a collect)
+        host = self.staging[:total]
+        np.concatenate([a.ravel() for a in arrays], out=host.numpy())
+        flat = host.to(self.device, non_blocking=True)
+        self.uploaded.record()
+        return list(flat.split(sizes))
 
     def attention(self, step: StepBatch, block_size: int):
         """The AttentionFn of this step: chunk attention over the pages, then the KV writes."""
