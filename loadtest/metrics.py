@@ -106,8 +106,9 @@ def step_totals(first: dict, last: dict) -> tuple[int, float, float] | None:
 
 
 def host_ms_per_step(samples: list[dict]) -> float:
-    """Mean step time outside the forward pass (scheduling, commits, streaming) between the first and last
-    sample that carry the engine's step totals; NaN where none do (the Triton path)."""
+    """Mean step time outside the runner's launch-to-collect span (scheduling, applying commits), the host time
+    the GPU waits for, between the first and last sample that carry the engine's step totals; NaN where none do
+    (the Triton path). Streaming the deltas overlaps the forward, inside that span."""
     timed = [s for s in samples if "total_step_ms" in s]
     totals = step_totals(timed[0], timed[-1]) if timed else None
     if totals is None:
