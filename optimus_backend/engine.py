@@ -105,6 +105,8 @@ class Engine:
                                    self.runner.padded_tokens)
         self._live: dict[str, _Live] = {}
         self._unsent: list[_Live] = []  # the last step's requests, whose deltas go out while the next step runs
+        # on CPU a launch computes the whole step, so nothing would overlap: deltas go out at the end of their step
+        self.overlap_streaming = self.device.type == "cuda"
         self._inbox: queue.SimpleQueue[tuple[str, object]] = queue.SimpleQueue()
         self._ids = itertools.count()
         self._lock = threading.Lock()
@@ -227,8 +229,8 @@ class Engine:
                 self._finish(self._live[item], "abort")
 
     def step(self) -> None:
-        """One engine step over every running request. The previous step's deltas are sent while the device
-        computes this one (on CUDA the launch returns at once), so detokenizing costs no device time."""
+        """One engine step over every running request. On CUDA the previous step's deltas are sent while the
+        device computes this one (the launch returns at once), so detokenizing costs no device time."""
         start = time.perf_counter()
         chunk, batch = self.scheduler.schedule()
         if not batch:
@@ -251,6 +253,8 @@ class Engine:
             if request.finished:
                 self._retire(request)
         self._unsent = [live for live in (self._live.get(r.request_id) for r, _ in batch) if live is not None]
+        if not self.overlap_streaming:
+            self._send_deltas()
         step_ms = (time.perf_counter() - start) * 1e3
         self.controller.observe(StepRecord(self.steps, decoding, chunk, fed, committed, step_ms,
                                            prefill_tokens=prefill))

@@ -165,6 +165,7 @@ def test_stop_string_split_across_steps_is_caught(tiny_checkpoint):
     boundary = next(i for i in range(len(deltas) - 1) if deltas[i] and deltas[i + 1])
     stop = deltas[boundary][-1:] + deltas[boundary + 1][:1]
     text = "".join(deltas)
+    engine.overlap_streaming = True  # the GPU's order: deltas go out while the next step runs
     stopped = engine.submit(PROMPTS[0], SamplingParams(max_tokens=19, ignore_eos=True, threshold=0.3, stop=[stop]))
     companion = engine.submit(PROMPTS[1], PARAMS)
     run_to_end(engine, [stopped, companion])
