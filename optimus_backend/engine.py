@@ -226,7 +226,11 @@ class Engine:
             if kind == "add":
                 self.scheduler.add(item.request)
             elif item in self._live:
-                self._finish(self._live[item], "abort")
+                live = self._live[item]
+                if live.request.finished:  # it ended before the abort came: its final delta, text and all
+                    self._emit(live)
+                else:
+                    self._finish(live, "abort")
 
     def step(self) -> None:
         """One engine step over every running request. On CUDA the previous step's deltas are sent while the

@@ -140,6 +140,31 @@ def test_abort_frees_every_page(tiny_checkpoint):
     assert [d for d in long][-1].finish_reason == "abort"
 
 
+def test_abort_after_the_last_step_keeps_the_finished_result(tiny_checkpoint):
+    """With deltas sent during the next step, a request can end before its final delta is out; an abort arriving
+    then must not cut its text or turn its finish into an abort."""
+    for prompt in PROMPTS:  # one whose last step adds text (the tiny model often ends on tokens that decode to "")
+        whole = make_engine(tiny_checkpoint, "chunk:4")
+        reference = whole.submit(prompt, PARAMS)
+        run_to_end(whole, [reference])
+        deltas = list(reference)
+        if deltas[-1].text:
+            break
+    else:
+        pytest.fail("no prompt whose last step adds text")
+    engine = make_engine(tiny_checkpoint, "chunk:4")
+    engine.overlap_streaming = True
+    handle = engine.submit(prompt, PARAMS)
+    engine._drain_inbox()
+    while not handle.request.finished:
+        engine.step()
+    engine.abort(handle.request_id)
+    engine._drain_inbox()
+    text, final = handle.result()
+    assert final.finish_reason == "length" and text == "".join(d.text for d in deltas)
+    assert engine.stats()["total_aborted"] == 0 and engine.kv.pages_used == 0
+
+
 def test_page_exhaustion_queues_instead_of_failing(tiny_checkpoint):
     page_bytes = 2 * 2 * 16 * 2 * 16 * 4  # 2 (k,v) x layers x page x kv heads x head dim x fp32
     engine = make_engine(tiny_checkpoint, "chunk:4", kv_budget_bytes=page_bytes * 6)
