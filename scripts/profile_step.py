@@ -1,11 +1,12 @@
 """Where one engine step's time goes on a GPU: wall time, the GPU's busy time, kernel launches per step, and the
-runner's three phases timed apart.
+runner's four phases timed apart.
 
     python3 scripts/profile_step.py [shape] [--no-kernels]
 
 Wall minus GPU time is what the host adds. The phase columns time ``pack`` (host only: the GPU idles),
 ``forward`` (the graph replay, to its end), ``score`` (the LM head's confidences) and ``collect`` (the copy back
-and the decoding rule's commit loop), each ended by a synchronize; then the host operators of the (128, 1) step, by own CPU time.
+and the decoding rule's commit loop), each ended by a synchronize; then the host operators of the (128, 1)
+step, by own CPU time.
 """
 
 from __future__ import annotations
