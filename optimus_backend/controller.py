@@ -16,6 +16,11 @@ from the profiled cost model and E[c] (committed tokens per request per step at 
   upper bound: this optimism is the only exploration, a c is tried when it could beat the best known one, so a c
   far from the best is not re-tried once measured and a close one is re-checked as its estimate ages. With nothing
   observed E[c] = c, so the first step runs the largest chunk (the cold start).
+- The first observation of a c (nothing behind its estimate), when the step before ran another c, counts as
+  smaller c / larger c of its requests: the windows still hold what the previous c committed (after a switch
+  down they have fewer MASK slots than the steady state at that c, after a switch up more), so that step's E is
+  biased, the more so the larger the switch. Counted in full, it would give a c tried once a narrow bound around a
+  wrong value, and that c would not be tried again.
 - The surprise, a fast moving average of observed / estimated E over the steps (whatever their c), detects a
   shift in acceptance: when it leaves 1 by more than ``drift``, every other estimate is forgotten.
 - T(b, c) is the profile at the tokens the step really runs (a c that leaves a CUDA graph bucket part empty pays
@@ -130,6 +135,7 @@ class ElasticController(ChunkController):
         self.latency_scale = 1.0  # moving average of measured / profiled time of steps without prefill
         self.chunk_scale = np.ones(block_size)  # moving average per c of that ratio over latency_scale, index c - 1
         self.steps = 0
+        self._previous_chunk: int | None = None  # the c of the last observed step
         self._curves: dict[tuple[int, int | None], Callable] = {}  # (batch, prefix bucket) -> T as a function of c
         self._last_choice: tuple[int, int] | None = None  # (batch, chunk) of the last choice, and its profiled ms
         self._last_profiled = 0.0
@@ -237,7 +243,9 @@ class ElasticController(ChunkController):
             relative = min(max(ratio / self.latency_scale, 1.0 / MAX_CHUNK_SCALE), MAX_CHUNK_SCALE)
             self.chunk_scale[i] += LATENCY_ALPHA * (relative - self.chunk_scale[i])
         n = self.requests()[i]
-        value, b = record.committed_tokens / record.batch, record.batch
+        value = record.committed_tokens / record.batch
+        b = record.batch * (switch_share(record.chunk, self._previous_chunk) if n <= 0 else 1.0)  # requests' worth
+        self._previous_chunk = record.chunk
         if n * FAST_ALPHA >= 1.0 and self.estimate[i] > 0:
             weight = min(1.0 - (1.0 - FAST_ALPHA) ** b, MAX_SURPRISE_STEP_WEIGHT)
             self.surprise += weight * (value / self.estimate[i] - self.surprise)
@@ -256,6 +264,13 @@ class ElasticController(ChunkController):
         if self.tpot_slo_ms is None or not self.count.any():
             return True
         return bool(np.any(self.step_times(running + 1)[0] <= self.tpot_slo_ms * self.bounds()[1]))
+
+
+def switch_share(chunk: int, previous: int | None) -> float:
+    """The share of a step's requests its E observation counts for when the step before ran ``previous``."""
+    if previous is None or previous == chunk:
+        return 1.0
+    return min(chunk, previous) / max(chunk, previous)
 
 
 def isotonic(values: np.ndarray, weights: np.ndarray) -> np.ndarray:

@@ -24,8 +24,10 @@ def main() -> int:
     parser.add_argument("--profile", type=Path, default=PROJECT_ROOT / "docs/benchmarks/profile_qwen3-1.7b.json")
     parser.add_argument("--replay", default="docs/benchmarks/acceptance-synthetic.json")
     parser.add_argument("--requests", type=int, default=64)
+    parser.add_argument("--tilt", type=float, default=0.0,
+                        help="price steps at the profile times (c / 8) ** TILT (0: the profile is the truth)")
     args = parser.parse_args()
-    engine, cost = priced_engine(args.mode, args.profile, args.replay)
+    engine, cost = priced_engine(args.mode, args.profile, args.replay, tilt=args.tilt)
     params = SamplingParams(max_tokens=256, ignore_eos=True)
     warm = []
     for i in range(args.requests):
@@ -38,7 +40,7 @@ def main() -> int:
         handle.result()
     steps = [r for r in engine.controller.history if r.step >= start and r.batch]
     engine.shutdown()
-    ms = sum(step_price(cost, r) for r in steps)
+    ms = sum(step_price(cost, r, args.tilt) for r in steps)
     committed = sum(r.committed_tokens for r in steps)
     print(f"{args.mode}: {len(steps)} steps, chunks {[r.chunk for r in steps]}")
     print(f"{args.mode}: {committed} tokens in {ms:.1f} ms by the profile = {committed / ms * 1e3:.0f} tok/s")

@@ -278,3 +278,40 @@ def test_learns_a_profile_error_that_depends_on_c(cost):
             assert predicted[15] == pytest.approx(true_ms[15], rel=0.02)
             assert predicted[7] > 1.02 * profile[7]  # learned enough to rank c = 8 below c = 16, not retried since
     assert efficiency[ElasticController] > 0.99 and efficiency[SingleScale] < 0.9
+
+
+def carried(chunk: int, previous: int | None, since: int) -> float:
+    """The engine's transient after a switch of c, measured on the CPU (a lockstep batch of 64 alternating c = 16
+    and c = 8, replayed acceptance): the windows still hold the previous c's commits, so the first step after a
+    switch down commits ~0.8x the steady E and the next ~0.87x, the first after a switch up ~1.1x. Modelled as
+    (c / previous) ** (0.3 down, 0.15 up), the exponent halving every step since the switch."""
+    if previous is None or previous == chunk:
+        return 1.0
+    return (chunk / previous) ** ((0.3 if chunk < previous else 0.15) * 0.5**since)
+
+
+def test_a_chunk_first_seen_right_after_a_switch_is_tried_again(cost, monkeypatch):
+    """With the engine's switch transient, a c first measured in the step after a switch reads low (switch down)
+    or high (up). Counted in full, that one step pins a wrong estimate with a narrow bound, and a lockstep batch
+    settles on too large a c; counted as a share of its requests, the c is tried again and found."""
+    stats = synthetic(steps=1500)
+    expected = np.array([stats.mean(int(c)) for c in CHUNKS])
+    batch = 128
+    times = np.array([step_ms(batch, c) for c in CHUNKS])
+
+    def efficiency_with_transients(seed: int) -> float:
+        controller, rng = ElasticController(cost, B), np.random.default_rng(seed)
+        switched_from, since, committed, elapsed = None, 0, 0, 0.0
+        for step in range(400):
+            chunk = controller.choose(batch)
+            if controller.history and chunk != controller.history[-1].chunk:
+                switched_from, since = controller.history[-1].chunk, 0
+            tokens = int(stats.sample(chunk, batch, rng).sum() * carried(chunk, switched_from, since))
+            controller.observe(StepRecord(step, batch, chunk, batch * chunk, tokens, times[chunk - 1]))
+            committed, elapsed, since = committed + tokens, elapsed + times[chunk - 1], since + 1
+        return committed / elapsed / (batch * (expected / times).max())  # against the best c without switches
+
+    shared = np.mean([efficiency_with_transients(seed) for seed in range(8)])
+    monkeypatch.setattr("optimus_backend.controller.switch_share", lambda chunk, previous: 1.0)
+    in_full = np.mean([efficiency_with_transients(seed) for seed in range(8)])
+    assert shared > 0.965 and shared > in_full + 0.01
