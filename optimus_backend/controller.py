@@ -72,6 +72,7 @@ class StepRecord:
     committed_tokens: int
     measured_ms: float  # the whole step: scheduling, forward, commits and streaming
     predicted_ms: float | None = None  # None: filled in by the controller from its own prediction
+    profiled_ms: float | None = None  # the profile's T for the choice (elastic); None: as for predicted_ms
     prefill_tokens: int = 0  # prompt tokens prefilled in the same step (not part of ``batch``)
 
 
@@ -82,6 +83,7 @@ class ChunkController:
         self.cost_model = cost_model
         self.history: deque[StepRecord] = deque(maxlen=history_len)
         self.last_predicted_ms: float | None = None
+        self.last_profiled_ms: float | None = None
 
     def choose(self, batch: int, prefix: float | None = None,
                step_tokens: Callable[[np.ndarray], np.ndarray] | None = None) -> int:
@@ -90,10 +92,18 @@ class ChunkController:
         raise NotImplementedError
 
     def observe(self, record: StepRecord) -> None:
-        """Records a finished step (a missing predicted_ms is the last choice's prediction)."""
-        if record.predicted_ms is None:
-            record = dataclasses.replace(record, predicted_ms=self.last_predicted_ms)
-        self.history.append(record)
+        """Records a finished step (a missing predicted_ms is the last choice's prediction, and its profiled_ms)."""
+        self.history.append(self.completed(record))
+
+    def completed(self, record: StepRecord) -> StepRecord:
+        """``record`` with the last choice's predicted and profiled ms if it has no prediction of its own."""
+        if record.predicted_ms is not None:
+            return record
+        return dataclasses.replace(record, predicted_ms=self.last_predicted_ms, profiled_ms=self.last_profiled_ms)
+
+    def prepare(self) -> None:
+        """Work for the next choice that does not depend on its batch; the engine calls it while the device runs a
+        step, after observing the step before."""
 
     def can_admit(self, running: int) -> bool:
         """Whether one more request may join ``running`` ones (the KV pool is the scheduler's check)."""
@@ -137,8 +147,8 @@ class ElasticController(ChunkController):
         self.steps = 0
         self._previous_chunk: int | None = None  # the c of the last observed step
         self._curves: dict[tuple[int, int | None], Callable] = {}  # (batch, prefix bucket) -> T as a function of c
-        self._last_choice: tuple[int, int] | None = None  # (batch, chunk) of the last choice, and its profiled ms
-        self._last_profiled = 0.0
+        self._bounds: tuple[np.ndarray, np.ndarray] | None = None  # bounds() as of ``_bounds_step`` observed steps
+        self._bounds_step = -1
 
     def requests(self) -> np.ndarray:
         """The requests' worth of information behind each estimate now: its count, halved every ``half_life``
@@ -217,7 +227,7 @@ class ElasticController(ChunkController):
                step_tokens: Callable[[np.ndarray], np.ndarray] | None = None) -> int:
         batch = max(batch, 1)
         times, profiled = self.step_times(batch, prefix, step_tokens)
-        optimistic, pessimistic = self.bounds()
+        optimistic, pessimistic = self.decision_bounds()
         rate = optimistic / times  # committed tokens per request per ms; the factor b is common to all c
         if self.tpot_slo_ms is not None:
             keeps = times <= self.tpot_slo_ms * pessimistic  # exploration never gambles with the SLO
@@ -225,18 +235,27 @@ class ElasticController(ChunkController):
                 rate = np.where(keeps, rate, -np.inf)
         index = int(np.argmax(rate))
         chunk = int(self.candidates[index])
-        self.last_predicted_ms = float(times[index])
-        self._last_choice, self._last_profiled = (batch, chunk), float(profiled[index])
+        self.last_predicted_ms, self.last_profiled_ms = float(times[index]), float(profiled[index])
         return chunk
 
+    def decision_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """``bounds()``, computed once per observed step."""
+        if self._bounds_step != self.steps:
+            self._bounds, self._bounds_step = self.bounds(), self.steps
+        return self._bounds
+
+    def prepare(self) -> None:
+        self.decision_bounds()
+
     def observe(self, record: StepRecord) -> None:
+        record = self.completed(record)
         super().observe(record)
         self.steps += 1
         i = record.chunk - 1
         if record.batch <= 0 or not 0 <= i < len(self.candidates):
             return
         if record.measured_ms > 0 and not record.prefill_tokens:
-            profiled = (self._last_profiled if self._last_choice == (record.batch, record.chunk)
+            profiled = (record.profiled_ms if record.profiled_ms is not None
                         else self.cost_model.predict(record.batch, record.chunk))
             ratio = record.measured_ms / profiled
             self.latency_scale += LATENCY_ALPHA * (ratio - self.latency_scale)
@@ -263,7 +282,7 @@ class ElasticController(ChunkController):
         """False only when an SLO is set and, by what is known, no c keeps it with ``running + 1`` requests."""
         if self.tpot_slo_ms is None or not self.count.any():
             return True
-        return bool(np.any(self.step_times(running + 1)[0] <= self.tpot_slo_ms * self.bounds()[1]))
+        return bool(np.any(self.step_times(running + 1)[0] <= self.tpot_slo_ms * self.decision_bounds()[1]))
 
 
 def switch_share(chunk: int, previous: int | None) -> float:

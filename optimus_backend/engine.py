@@ -105,8 +105,9 @@ class Engine:
                                    self.runner.padded_tokens)
         self._live: dict[str, _Live] = {}
         self._unsent: list[_Live] = []  # the last step's requests, whose deltas go out while the next step runs
-        # on CPU a launch computes the whole step, so nothing would overlap: deltas go out at the end of their step
-        self.overlap_streaming = self.device.type == "cuda"
+        self._unobserved: StepRecord | None = None  # the last step, for the controller while the next step runs
+        # on CPU a launch computes the whole step, so nothing would overlap: both happen at the end of their step
+        self.overlap_host_work = self.device.type == "cuda"
         self._inbox: queue.SimpleQueue[tuple[str, object]] = queue.SimpleQueue()
         self._ids = itertools.count()
         self._lock = threading.Lock()
@@ -193,7 +194,7 @@ class Engine:
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout=30)
-        self._send_deltas()  # the last step's, finished ones included
+        self._catch_up()  # the last step's deltas (finished ones included) and its observation
         for live in list(self._live.values()):
             self._finish(live, "abort")
 
@@ -202,7 +203,7 @@ class Engine:
         while not self._stop.is_set():
             self._drain_inbox()
             if not self.scheduler.running and not self.scheduler.waiting:
-                self._send_deltas()
+                self._catch_up()
                 self._wake.wait(timeout=0.5)
                 self._wake.clear()
                 continue
@@ -233,16 +234,17 @@ class Engine:
                     self._finish(live, "abort")
 
     def step(self) -> None:
-        """One engine step over every running request. On CUDA the previous step's deltas are sent while the
-        device computes this one (the launch returns at once), so detokenizing costs no device time."""
+        """One engine step over every running request. On CUDA the previous step's deltas are sent, and the
+        controller observes it, while the device computes this one (the launch returns at once), so neither costs
+        device time."""
         start = time.perf_counter()
         chunk, batch = self.scheduler.schedule()
         if not batch:
-            self._send_deltas()
+            self._catch_up()
             return
         forward_start = time.perf_counter()
         flight = self.runner.launch(batch)
-        self._send_deltas()
+        self._catch_up()
         commits = self.runner.collect(flight)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
@@ -257,11 +259,15 @@ class Engine:
             if request.finished:
                 self._retire(request)
         self._unsent = [live for live in (self._live.get(r.request_id) for r, _ in batch) if live is not None]
-        if not self.overlap_streaming:
+        if not self.overlap_host_work:
             self._send_deltas()
         step_ms = (time.perf_counter() - start) * 1e3
-        self.controller.observe(StepRecord(self.steps, decoding, chunk, fed, committed, step_ms,
-                                           prefill_tokens=prefill))
+        controller = self.controller
+        self._unobserved = StepRecord(self.steps, decoding, chunk, fed, committed, step_ms,
+                                      predicted_ms=controller.last_predicted_ms,
+                                      profiled_ms=controller.last_profiled_ms, prefill_tokens=prefill)
+        if not self.overlap_host_work:
+            self._catch_up()
         with self._lock:
             self.steps += 1
             self.totals["committed"] += committed
@@ -271,6 +277,14 @@ class Engine:
             self.last_step = {"chunk": chunk, "batch": len(batch), "fed_tokens": fed, "committed_tokens": committed,
                               "committed_per_fed": committed / fed if fed else 0.0, "step_ms": step_ms,
                               "forward_ms": forward_ms, "predicted_ms": self.controller.last_predicted_ms}
+
+    def _catch_up(self) -> None:
+        """The last step's deltas, then its observation and the controller's preparation for the next choice."""
+        self._send_deltas()
+        record, self._unobserved = self._unobserved, None
+        if record is not None:
+            self.controller.observe(record)
+            self.controller.prepare()
 
     def _send_deltas(self) -> None:
         unsent, self._unsent = self._unsent, []

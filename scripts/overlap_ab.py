@@ -1,5 +1,6 @@
-"""Wall time per engine step with the previous step's deltas sent while the device runs (the engine's order) and
-with them sent right after each step (no overlap), alternating on one engine, at a saturated batch.
+"""Wall time per engine step with the previous step's deltas sent (and the step observed by the controller) while
+the device runs (the engine's order) and with both done right after each step (no overlap), alternating on one
+engine, at a saturated batch.
 
     python3 scripts/overlap_ab.py [shape] [--mode chunk:8] [--batch 128] [--rounds 3]
 
@@ -23,13 +24,13 @@ def run_batch(engine: Engine, batch: int, overlap: bool) -> tuple[float, int, in
     """(seconds, steps, tokens) to decode one batch of requests to the end."""
     params = SamplingParams(max_tokens=256, ignore_eos=True)
     handles = [engine.submit([5 + i % 50] * 128, params) for i in range(batch)]
-    engine.overlap_streaming = overlap  # False: each step's deltas right away, as before the overlap
+    engine.overlap_host_work = overlap  # False: each step's deltas and observation right away, as before
     steps, start = 0, time.perf_counter()
     engine._drain_inbox()
     while engine.scheduler.running or engine.scheduler.waiting:
         engine.step()
         steps += 1
-    engine._send_deltas()
+    engine._catch_up()
     seconds = time.perf_counter() - start
     return seconds, steps, sum(h.request.output_len for h in handles)
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from optimus_backend.config import PROJECT_ROOT, ConfigError, DecodingMode, EngineConfig, SamplingParams
+from optimus_backend.controller import ChunkController
 from optimus_backend.cuda_graphs import Buckets
 from optimus_backend.detokenizer import Detokenizer
 from optimus_backend.engine import Engine
@@ -24,13 +25,13 @@ PROMPTS = [
 ]
 
 
-class ScriptedController:
+class ScriptedController(ChunkController):
     """Chunk sizes from a list, one per engine step (the last one repeats)."""
 
     def __init__(self, chunks: list[int]):
+        super().__init__()
         self.chunks = chunks
         self.step = 0
-        self.last_predicted_ms = None
 
     def choose(self, batch: int, prefix=None, step_tokens=None) -> int:
         return self.chunks[min(self.step, len(self.chunks) - 1)]
@@ -54,7 +55,7 @@ def run_to_end(engine: Engine, handles, arrivals: dict[int, list] | None = None)
             out.append(engine.submit(prompt, params))
         engine._drain_inbox()
         if not engine.scheduler.running and not engine.scheduler.waiting and not arrivals:
-            engine._send_deltas()  # as the loop does when it goes idle
+            engine._catch_up()  # as the loop does when it goes idle
             return
         engine.step()
         step += 1
@@ -153,7 +154,7 @@ def test_abort_after_the_last_step_keeps_the_finished_result(tiny_checkpoint):
     else:
         pytest.fail("no prompt whose last step adds text")
     engine = make_engine(tiny_checkpoint, "chunk:4")
-    engine.overlap_streaming = True
+    engine.overlap_host_work = True
     handle = engine.submit(prompt, PARAMS)
     engine._drain_inbox()
     while not handle.request.finished:
@@ -163,6 +164,29 @@ def test_abort_after_the_last_step_keeps_the_finished_result(tiny_checkpoint):
     text, final = handle.result()
     assert final.finish_reason == "length" and text == "".join(d.text for d in deltas)
     assert engine.stats()["total_aborted"] == 0 and engine.kv.pages_used == 0
+
+
+def test_an_overlapped_observation_carries_its_own_steps_choice(tiny_checkpoint):
+    """On a GPU the controller observes a step while the next one runs, after the next choice: each record must
+    still carry its own step's chunk and prices, every step is observed once, in order, and the last one when the
+    engine goes idle."""
+    engine = make_engine(tiny_checkpoint, "elastic",
+                         profile_path=PROJECT_ROOT / "docs/benchmarks/profile_optimus-tiny.json")
+    engine.overlap_host_work = True
+    controller, choices = engine.controller, []
+    choose = controller.choose
+
+    def recording_choose(*args, **kwargs) -> int:
+        chunk = choose(*args, **kwargs)
+        choices.append((chunk, controller.last_predicted_ms, controller.last_profiled_ms))
+        return chunk
+
+    controller.choose = recording_choose
+    run_to_end(engine, [engine.submit(prompt, PARAMS) for prompt in PROMPTS[:4]])
+    history = list(controller.history)
+    assert len(set(choices)) > 1 and [record.step for record in history] == list(range(engine.steps))
+    assert [(record.chunk, record.predicted_ms, record.profiled_ms) for record in history] == choices
+    assert controller.steps == engine.steps
 
 
 def test_page_exhaustion_queues_instead_of_failing(tiny_checkpoint):
@@ -190,7 +214,7 @@ def test_stop_string_split_across_steps_is_caught(tiny_checkpoint):
     boundary = next(i for i in range(len(deltas) - 1) if deltas[i] and deltas[i + 1])
     stop = deltas[boundary][-1:] + deltas[boundary + 1][:1]
     text = "".join(deltas)
-    engine.overlap_streaming = True  # the GPU's order: deltas go out while the next step runs
+    engine.overlap_host_work = True  # the GPU's order: deltas go out while the next step runs
     stopped = engine.submit(PROMPTS[0], SamplingParams(max_tokens=19, ignore_eos=True, threshold=0.3, stop=[stop]))
     companion = engine.submit(PROMPTS[1], PARAMS)
     run_to_end(engine, [stopped, companion])
