@@ -1,7 +1,8 @@
 """Diagnostics on the CPU: the controller's decisions on a lockstep batch after a warm-up, priced by a GPU profile.
 
-The shipped tiny model replays recorded (or synthetic) acceptance; 64 staggered requests warm the controller up,
-then 64 requests are admitted at once (the offline benchmark's case). Prints the steps, the chosen chunk sizes and
+The shipped tiny model replays recorded (or synthetic) acceptance; 64 staggered requests (one every ``--warm-gap``
+engine steps, the engine stepped by hand, so a run is deterministic) warm the controller up, then 64 requests are
+admitted at once (the offline benchmark's case). Prints the steps, the chosen chunk sizes and
 the committed tokens per second the profile gives those steps at the tokens they really fed (no GPU needed: the
 controller is fed the profile's step times, not the CPU's).
 
@@ -11,7 +12,6 @@ controller is fed the profile's step times, not the CPU's).
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 from optimus_backend.config import PROJECT_ROOT, SamplingParams
@@ -26,18 +26,27 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=64)
     parser.add_argument("--tilt", type=float, default=0.0,
                         help="price steps at the profile times (c / 8) ** TILT (0: the profile is the truth)")
+    parser.add_argument("--warm-gap", type=int, default=2, help="engine steps between two warm-up requests")
     args = parser.parse_args()
-    engine, cost = priced_engine(args.mode, args.profile, args.replay, tilt=args.tilt)
+    engine, cost = priced_engine(args.mode, args.profile, args.replay, start=False, tilt=args.tilt)
     params = SamplingParams(max_tokens=256, ignore_eos=True)
-    warm = []
+
+    def step_until_idle(limit: int | None = None) -> None:
+        """Steps the engine until nothing runs or waits, or ``limit`` steps."""
+        engine._drain_inbox()
+        steps = 0
+        while (engine.scheduler.running or engine.scheduler.waiting) and (limit is None or steps < limit):
+            engine.step()
+            steps += 1
+
     for i in range(args.requests):
-        warm.append(engine.submit([5 + i % 50] * 128, params))
-        time.sleep(0.05)
-    for handle in warm:
-        handle.result()
+        engine.submit([5 + i % 50] * 128, params)
+        step_until_idle(args.warm_gap)
+    step_until_idle()
     start = engine.steps
-    for handle in [engine.submit([7 + i % 40] * 128, params) for i in range(args.requests)]:
-        handle.result()
+    for i in range(args.requests):
+        engine.submit([7 + i % 40] * 128, params)
+    step_until_idle()
     steps = [r for r in engine.controller.history if r.step >= start and r.batch]
     engine.shutdown()
     ms = sum(step_price(cost, r, args.tilt) for r in steps)
