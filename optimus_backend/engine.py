@@ -175,6 +175,18 @@ class Engine:
         handles = [self.submit(p, params) for p in prompts]
         return [h.result()[0] for h in handles]
 
+    def run_until_idle(self, max_steps: int | None = None) -> int:
+        """Steps an engine built with ``start=False`` by hand until nothing runs or waits (then sends the last
+        step's deltas and observation), or for ``max_steps`` steps; returns the steps taken."""
+        self._drain_inbox()
+        steps = 0
+        while (self.scheduler.running or self.scheduler.waiting) and (max_steps is None or steps < max_steps):
+            self.step()
+            steps += 1
+        if not self.scheduler.running and not self.scheduler.waiting:
+            self._catch_up()
+        return steps
+
     def stats(self) -> dict:
         """A snapshot for metrics and logs."""
         with self._lock:

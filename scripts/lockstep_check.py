@@ -31,22 +31,14 @@ def main() -> int:
     engine, cost = priced_engine(args.mode, args.profile, args.replay, start=False, tilt=args.tilt)
     params = SamplingParams(max_tokens=256, ignore_eos=True)
 
-    def step_until_idle(limit: int | None = None) -> None:
-        """Steps the engine until nothing runs or waits, or ``limit`` steps."""
-        engine._drain_inbox()
-        steps = 0
-        while (engine.scheduler.running or engine.scheduler.waiting) and (limit is None or steps < limit):
-            engine.step()
-            steps += 1
-
     for i in range(args.requests):
         engine.submit([5 + i % 50] * 128, params)
-        step_until_idle(args.warm_gap)
-    step_until_idle()
+        engine.run_until_idle(args.warm_gap)
+    engine.run_until_idle()
     start = engine.steps
     for i in range(args.requests):
         engine.submit([7 + i % 40] * 128, params)
-    step_until_idle()
+    engine.run_until_idle()
     steps = [r for r in engine.controller.history if r.step >= start and r.batch]
     engine.shutdown()
     ms = sum(step_price(cost, r, args.tilt) for r in steps)

@@ -25,12 +25,8 @@ def run_batch(engine: Engine, batch: int, overlap: bool) -> tuple[float, int, in
     params = SamplingParams(max_tokens=256, ignore_eos=True)
     handles = [engine.submit([5 + i % 50] * 128, params) for i in range(batch)]
     engine.overlap_host_work = overlap  # False: each step's deltas and observation right away, as before
-    steps, start = 0, time.perf_counter()
-    engine._drain_inbox()
-    while engine.scheduler.running or engine.scheduler.waiting:
-        engine.step()
-        steps += 1
-    engine._catch_up()
+    start = time.perf_counter()
+    steps = engine.run_until_idle()
     seconds = time.perf_counter() - start
     return seconds, steps, sum(h.request.output_len for h in handles)
 

@@ -189,6 +189,25 @@ def test_an_overlapped_observation_carries_its_own_steps_choice(tiny_checkpoint)
     assert controller.steps == engine.steps
 
 
+def test_run_until_idle_steps_by_hand_and_delivers_the_last_deltas(tiny_checkpoint):
+    engine = make_engine(tiny_checkpoint, "chunk:4")
+    engine.overlap_host_work = True  # the last step's deltas are pending until the engine goes idle
+    handles = [engine.submit(prompt, PARAMS) for prompt in PROMPTS[:2]]
+    assert engine.run_until_idle(3) == 3 and engine.steps == 3
+    assert not all(handle.request.finished for handle in handles)
+    taken = engine.run_until_idle()
+    assert taken > 0 and engine.steps == 3 + taken and not engine.scheduler.running
+    alone = make_engine(tiny_checkpoint, "chunk:4")
+    for prompt, handle in zip(PROMPTS[:2], handles):
+        delivered = []  # already queued: nothing is left to send once the engine is idle
+        while not handle.deltas.empty():
+            delivered.append(handle.deltas.get_nowait())
+        single = alone.submit(prompt, PARAMS)
+        run_to_end(alone, [single])
+        text, final = single.result()
+        assert delivered[-1] == final and "".join(d.text for d in delivered) == text
+
+
 def test_page_exhaustion_queues_instead_of_failing(tiny_checkpoint):
     page_bytes = 2 * 2 * 16 * 2 * 16 * 4  # 2 (k,v) x layers x page x kv heads x head dim x fp32
     engine = make_engine(tiny_checkpoint, "chunk:4", kv_budget_bytes=page_bytes * 6)
