@@ -24,10 +24,13 @@ from the profiled cost model and E[c] (committed tokens per request per step at 
 - The surprise, a fast moving average of observed / estimated E over the steps (whatever their c), detects a
   shift in acceptance: when it leaves 1 by more than ``drift``, every other estimate is forgotten.
 - T(b, c) is the profile at the tokens the step really runs (a c that leaves a CUDA graph bucket part empty pays
-  for all of it, so c that fill a bucket win), scaled by a moving average of measured / profiled time over the
-  steps without prefill (a step's prefill is paid whichever c runs, so it is kept out of the estimate) and by a
-  moving average per c of that ratio relative to the average (1 for a c not yet run): a profile made on another
-  machine can be off by a different factor at each c, and a drift that hits every c moves them all.
+  for all of it, so c that fill a bucket win), times two factors learned from measured / profiled time over the
+  steps without prefill (a step's prefill is paid whichever c runs, so it is kept out): a common one, a moving
+  average of what each step's own factor leaves unexplained, and one per c, a running mean over the c's first
+  steps and a moving average after that. A profile made on another machine can be off by a different factor at
+  each c, and a drift that hits every c moves the common one. A c not yet run takes its factor interpolated in
+  log c between the nearest c that ran (the nearest one's beyond them): profile errors change smoothly with c,
+  and a factor of 1 there would price every c not yet run at the running c's error.
 - With a TPOT SLO, c must keep T(b, c)/E[c] <= SLO by the lower bound of E (so exploration never gambles with the
   SLO) when some candidate does. At a fixed b the throughput-best c is also the TPOT-best (b is common to all
   candidates), so the SLO acts mostly through admission: ``can_admit`` says whether one more request still leaves
@@ -56,7 +59,7 @@ Z = 0.7  # standard errors of an estimate in its confidence bounds (variance tak
 RATIO_SLACK = 0.15  # how far measured E[c]/c may rise with c before that bound is dropped
 HALF_LIFE = 512  # steps without an observation that halve the information behind an estimate
 DRIFT = 0.25  # how far the surprise may leave 1 before every other estimate is forgotten
-LATENCY_ALPHA = 0.05  # weight of one step in the measured / predicted step-time ratios
+LATENCY_ALPHA = 0.05  # least weight of one step in the measured / profiled step-time factors
 MAX_CHUNK_SCALE = 2.0  # one step moves a c's own factor as if it ran at most this much slower (or faster)
 PREFIX_BUCKET = 64  # step-time predictions are cached per batch and prefix bucket
 
@@ -142,8 +145,12 @@ class ElasticController(ChunkController):
         self.count = np.zeros(block_size)  # requests' worth of information behind each estimate when last observed
         self.seen = np.zeros(block_size)  # step of the last observation
         self.surprise = 1.0  # fast moving average of observed / estimated E at the chosen c
-        self.latency_scale = 1.0  # moving average of measured / profiled time of steps without prefill
-        self.chunk_scale = np.ones(block_size)  # moving average per c of that ratio over latency_scale, index c - 1
+        self.latency_scale = 1.0  # common factor on the profile: moving average of measured / (profiled x own)
+        self.chunk_scale = np.ones(block_size)  # own factor of each c that ran on top of it, index c - 1
+        self.latency_steps = np.zeros(block_size)  # steps without prefill each c ran
+        self._log_chunks = np.log(self._chunk_values)
+        self._factors: np.ndarray | None = None  # chunk_factors() as of ``_factors_step`` observed steps
+        self._factors_step = -1
         self.steps = 0
         self._previous_chunk: int | None = None  # the c of the last observed step
         self._curves: dict[tuple[int, int | None], Callable] = {}  # (batch, prefix bucket) -> T as a function of c
@@ -221,7 +228,19 @@ class ElasticController(ChunkController):
         it); predicted scales it by the measured / profiled ratio and that c's own factor on it."""
         tokens = batch * self.candidates if step_tokens is None else step_tokens(self.candidates)
         profiled = self.profiled(batch, np.maximum(tokens, 1), prefix)
-        return profiled * self.latency_scale * self.chunk_scale, profiled
+        return profiled * self.latency_scale * self.chunk_factors(), profiled
+
+    def chunk_factors(self) -> np.ndarray:
+        """Each c's own factor on the profile (over ``latency_scale``): learned for a c that ran, interpolated in
+        log c between the nearest c that ran for one that has not, the nearest one's beyond them (1 before any)."""
+        if self._factors_step != self.steps:
+            ran = self.latency_steps > 0
+            self._factors = self.chunk_scale.copy()
+            if ran.any() and not ran.all():
+                log_factors = np.interp(self._log_chunks, self._log_chunks[ran], np.log(self.chunk_scale[ran]))
+                self._factors[~ran] = np.exp(log_factors[~ran])
+            self._factors_step = self.steps
+        return self._factors
 
     def choose(self, batch: int, prefix: float | None = None,
                step_tokens: Callable[[np.ndarray], np.ndarray] | None = None) -> int:
@@ -246,6 +265,7 @@ class ElasticController(ChunkController):
 
     def prepare(self) -> None:
         self.decision_bounds()
+        self.chunk_factors()
 
     def observe(self, record: StepRecord) -> None:
         record = self.completed(record)
@@ -258,9 +278,13 @@ class ElasticController(ChunkController):
             profiled = (record.profiled_ms if record.profiled_ms is not None
                         else self.cost_model.predict(record.batch, record.chunk))
             ratio = record.measured_ms / profiled
-            self.latency_scale += LATENCY_ALPHA * (ratio - self.latency_scale)
+            own = self.chunk_factors()[i]  # a c's first step starts from its interpolated factor
+            self.latency_scale += LATENCY_ALPHA * (ratio / own - self.latency_scale)
             relative = min(max(ratio / self.latency_scale, 1.0 / MAX_CHUNK_SCALE), MAX_CHUNK_SCALE)
-            self.chunk_scale[i] += LATENCY_ALPHA * (relative - self.chunk_scale[i])
+            weight = max(LATENCY_ALPHA, 1.0 / (self.latency_steps[i] + 2.0))  # the prior counts as one step
+            self.chunk_scale[i] = own + weight * (relative - own)
+            self.latency_steps[i] += 1
+            self._factors_step = -1
         n = self.requests()[i]
         value = record.committed_tokens / record.batch
         b = record.batch * (switch_share(record.chunk, self._previous_chunk) if n <= 0 else 1.0)  # requests' worth
