@@ -60,7 +60,7 @@ RATIO_SLACK = 0.15  # how far measured E[c]/c may rise with c before that bound 
 HALF_LIFE = 512  # steps without an observation that halve the information behind an estimate
 DRIFT = 0.25  # how far the surprise may leave 1 before every other estimate is forgotten
 LATENCY_ALPHA = 0.05  # least weight of one step in the measured / profiled step-time factors
-MAX_CHUNK_SCALE = 2.0  # one step moves a c's own factor as if it ran at most this much slower (or faster)
+MAX_STEP_MOVE = 1.1  # one step moves a c's own factor as if it ran at most this much slower (or faster) than it
 PREFIX_BUCKET = 64  # step-time predictions are cached per batch and prefix bucket
 
 
@@ -280,8 +280,8 @@ class ElasticController(ChunkController):
             ratio = record.measured_ms / profiled
             own = self.chunk_factors()[i]  # a c's first step starts from its interpolated factor
             self.latency_scale += LATENCY_ALPHA * (ratio / own - self.latency_scale)
-            relative = min(max(ratio / self.latency_scale, 1.0 / MAX_CHUNK_SCALE), MAX_CHUNK_SCALE)
-            weight = max(LATENCY_ALPHA, 1.0 / (self.latency_steps[i] + 2.0))  # the prior counts as one step
+            relative = min(max(ratio / self.latency_scale, own / MAX_STEP_MOVE), own * MAX_STEP_MOVE)
+            weight = max(LATENCY_ALPHA, 1.0 / (self.latency_steps[i] + 3.0))  # the prior counts as two steps
             self.chunk_scale[i] = own + weight * (relative - own)
             self.latency_steps[i] += 1
             self._factors_step = -1

@@ -126,22 +126,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--install", type=Path, nargs="+", metavar="JSON",
                         help="copy saved profiles into the profile cache (named by their model + device + dtype) "
                              "and exit, e.g. the committed H100 profiles before a scale run")
+    parser.add_argument("--here", action="store_true",
+                        help="with --install: name them by this machine's device instead of their own, so an engine "
+                             "here uses a profile of another card (their meta keeps 'profiled_on')")
 
 
-def install(paths: list[Path], cache_dir: Path = PROFILE_DIR) -> list[Path]:
-    """Copies saved profiles into ``cache_dir`` under the names the engine looks for; returns the new paths."""
+def install(paths: list[Path], cache_dir: Path = PROFILE_DIR, device: str | None = None) -> list[Path]:
+    """Copies saved profiles into ``cache_dir`` under the names the engine looks for (``device``: as profiles of
+    that device, the one they were made on kept as ``profiled_on``); returns the new paths."""
     installed = []
     for path in paths:
         model = CostModel.load(path)
+        if device is not None and device != model.meta.get("device"):
+            model.meta = {**model.meta, "device": device, "profiled_on": model.meta.get("device", "unknown")}
         installed.append(model.save(cache_dir / cache_name(model.meta)))
     return installed
+
+
+def this_device() -> str:
+    """The device name profiles made here carry: the first visible GPU's, or ``cpu``."""
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
 
 
 def run(args: argparse.Namespace) -> int:
     from .engine import Engine
 
     if args.install:
-        for path in install(args.install):
+        for path in install(args.install, device=this_device() if args.here else None):
             print(f"installed {path}")
         return 0
 

@@ -5,8 +5,8 @@
 # jobs to run (default all), each on the next GPU, so one job fits a one-GPU machine. Each engine
 # job first profiles its shape's step on its own GPU (profile.json in its folder, installed into the cache), so
 # the elastic controller prices steps of this machine, not of another card. PROFILES="shape=file ..." installs
-# a committed profile of that shape instead (one made on another machine with the same card: saves the
-# 3-4 minutes an 8B profile takes on an H100, though a profile from the serving machine prices c better).
+# a committed profile of that shape instead (one made on another machine: saves the 3-4 minutes an 8B profile
+# takes on an H100, though a profile from the serving machine prices c better), keyed as this machine's card.
 # JOB_TIMEOUT: seconds per job (default BUDGET + 110).
 #   qwen3-1.7b-decode: Qwen3-1.7B shape, decode-heavy (prompt 128, 256 out), rates up to 256 req/s
 #   qwen3-8b-decode: Qwen3-8B shape, decode-heavy
@@ -43,7 +43,7 @@ sweep() {  # sweep SHAPE ARGS...: profile the shape's step here, install the pro
   # mode of the time-boxed sweep does not spend its share compiling
   [[ -n $given ]] && measure="$profile --shape $shape --batches 1 --prefixes 128 --chunks 1 32 --repeats 1 \
     --out \$dir/compile.json && cp $given \$dir/profile.json"
-  echo "$measure && python3 -m optimus_backend.cli profile --install \$dir/profile.json" \
+  echo "$measure && python3 -m optimus_backend.cli profile --here --install \$dir/profile.json" \
     "&& python3 -m loadtest.scale --shapes $shape $engine $* --out \$dir"
 }
 

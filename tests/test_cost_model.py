@@ -98,6 +98,9 @@ def test_install_puts_profiles_where_the_engine_looks(tmp_path):
     (path,) = install([source], tmp_path)
     assert path == tmp_path / "qwen3-8b__NVIDIA_H100_80GB_HBM3__bfloat16.json"
     assert CostModel.load(path).points == CostModel.load(source).points
+    (here,) = install([source], tmp_path, device="NVIDIA H200")  # a profile of another card, as a start here
+    assert here == tmp_path / "qwen3-8b__NVIDIA_H200__bfloat16.json"
+    assert CostModel.load(here).meta["profiled_on"] == "NVIDIA H100 80GB HBM3"
 
 
 def test_quick_sweep_reaches_max_running_and_stops_once_saturated(monkeypatch):
