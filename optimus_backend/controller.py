@@ -24,13 +24,12 @@ from the profiled cost model and E[c] (committed tokens per request per step at 
 - The surprise, a fast moving average of observed / estimated E over the steps (whatever their c), detects a
   shift in acceptance: when it leaves 1 by more than ``drift``, every other estimate is forgotten.
 - T(b, c) is the profile at the tokens the step really runs (a c that leaves a CUDA graph bucket part empty pays
-  for all of it, so c that fill a bucket win), times two factors learned from measured / profiled time over the
-  steps without prefill (a step's prefill is paid whichever c runs, so it is kept out): a common one, a moving
-  average of what each step's own factor leaves unexplained, and one per c, a running mean over the c's first
-  steps and a moving average after that. A profile made on another machine can be off by a different factor at
-  each c, and a drift that hits every c moves the common one. A c not yet run takes its factor interpolated in
-  log c between the nearest c that ran (the nearest one's beyond them): profile errors change smoothly with c,
-  and a factor of 1 there would price every c not yet run at the running c's error.
+  for all of it, so c that fill a bucket win), times that c's measured / profiled step time over the steps without
+  prefill (a step's prefill is paid whichever c runs, so it is kept out): a running mean over the c's first steps,
+  a moving average after that, a step's ratio held within ``RATIO_BAND`` of the recent steps' median (one slow
+  step, a collection or a late compile, can't price a c out). A profile made on another machine
+  can be off by a different factor at each c. A c not yet run takes the factor interpolated in log c between the
+  nearest c that ran (the nearest one's beyond them): profile errors change smoothly with c.
 - With a TPOT SLO, c must keep T(b, c)/E[c] <= SLO by the lower bound of E (so exploration never gambles with the
   SLO) when some candidate does. At a fixed b the throughput-best c is also the TPOT-best (b is common to all
   candidates), so the SLO acts mostly through admission: ``can_admit`` says whether one more request still leaves
@@ -60,7 +59,8 @@ RATIO_SLACK = 0.15  # how far measured E[c]/c may rise with c before that bound 
 HALF_LIFE = 512  # steps without an observation that halve the information behind an estimate
 DRIFT = 0.25  # how far the surprise may leave 1 before every other estimate is forgotten
 LATENCY_ALPHA = 0.05  # least weight of one step in the measured / profiled step-time factors
-MAX_STEP_MOVE = 1.1  # one step moves a c's own factor as if it ran at most this much slower (or faster) than it
+RATIO_BAND = 1.2  # a step's measured / profiled ratio counts as at most this far from the recent median's
+RATIO_WINDOW = 9  # steps in that median
 PREFIX_BUCKET = 64  # step-time predictions are cached per batch and prefix bucket
 
 
@@ -145,9 +145,9 @@ class ElasticController(ChunkController):
         self.count = np.zeros(block_size)  # requests' worth of information behind each estimate when last observed
         self.seen = np.zeros(block_size)  # step of the last observation
         self.surprise = 1.0  # fast moving average of observed / estimated E at the chosen c
-        self.latency_scale = 1.0  # common factor on the profile: moving average of measured / (profiled x own)
-        self.chunk_scale = np.ones(block_size)  # own factor of each c that ran on top of it, index c - 1
+        self.chunk_scale = np.ones(block_size)  # measured / profiled step time of each c that ran, index c - 1
         self.latency_steps = np.zeros(block_size)  # steps without prefill each c ran
+        self._recent_ratios: deque[float] = deque(maxlen=RATIO_WINDOW)  # of the last steps without prefill, any c
         self._log_chunks = np.log(self._chunk_values)
         self._factors: np.ndarray | None = None  # chunk_factors() as of ``_factors_step`` observed steps
         self._factors_step = -1
@@ -228,10 +228,10 @@ class ElasticController(ChunkController):
         it); predicted scales it by the measured / profiled ratio and that c's own factor on it."""
         tokens = batch * self.candidates if step_tokens is None else step_tokens(self.candidates)
         profiled = self.profiled(batch, np.maximum(tokens, 1), prefix)
-        return profiled * self.latency_scale * self.chunk_factors(), profiled
+        return profiled * self.chunk_factors(), profiled
 
     def chunk_factors(self) -> np.ndarray:
-        """Each c's own factor on the profile (over ``latency_scale``): learned for a c that ran, interpolated in
+        """Each c's measured / profiled step time: learned for a c that ran, interpolated in
         log c between the nearest c that ran for one that has not, the nearest one's beyond them (1 before any)."""
         if self._factors_step != self.steps:
             ran = self.latency_steps > 0
@@ -278,11 +278,12 @@ class ElasticController(ChunkController):
             profiled = (record.profiled_ms if record.profiled_ms is not None
                         else self.cost_model.predict(record.batch, record.chunk))
             ratio = record.measured_ms / profiled
+            self._recent_ratios.append(ratio)
+            usual = float(np.median(self._recent_ratios))  # one slow step (a collection) can't price a c out
+            ratio = min(max(ratio, usual / RATIO_BAND), usual * RATIO_BAND)
             own = self.chunk_factors()[i]  # a c's first step starts from its interpolated factor
-            self.latency_scale += LATENCY_ALPHA * (ratio / own - self.latency_scale)
-            relative = min(max(ratio / self.latency_scale, own / MAX_STEP_MOVE), own * MAX_STEP_MOVE)
             weight = max(LATENCY_ALPHA, 1.0 / (self.latency_steps[i] + 3.0))  # the prior counts as two steps
-            self.chunk_scale[i] = own + weight * (relative - own)
+            self.chunk_scale[i] = own + weight * (ratio - own)
             self.latency_steps[i] += 1
             self._factors_step = -1
         n = self.requests()[i]
