@@ -27,9 +27,9 @@ from the profiled cost model and E[c] (committed tokens per request per step at 
   for all of it, so c that fill a bucket win), times that c's measured / profiled step time over the steps without
   prefill (a step's prefill is paid whichever c runs, so it is kept out): a running mean over the c's first steps,
   a moving average after that, a step's ratio held within ``RATIO_BAND`` of the recent steps' median (one slow
-  step, a collection or a late compile, can't price a c out). A profile made on another machine
-  can be off by a different factor at each c. A c not yet run takes the factor interpolated in log c between the
-  nearest c that ran (the nearest one's beyond them): profile errors change smoothly with c.
+  step, a collection or a late compile, can't price a c out). A profile made on another machine can be off by a
+  different factor at each c. A c not yet run takes the factor interpolated in log c between the nearest c that
+  ran (the nearest one's beyond them): profile errors change smoothly with c.
 - With a TPOT SLO, c must keep T(b, c)/E[c] <= SLO by the lower bound of E (so exploration never gambles with the
   SLO) when some candidate does. At a fixed b the throughput-best c is also the TPOT-best (b is common to all
   candidates), so the SLO acts mostly through admission: ``can_admit`` says whether one more request still leaves
@@ -145,11 +145,11 @@ class ElasticController(ChunkController):
         self.count = np.zeros(block_size)  # requests' worth of information behind each estimate when last observed
         self.seen = np.zeros(block_size)  # step of the last observation
         self.surprise = 1.0  # fast moving average of observed / estimated E at the chosen c
-        self.chunk_scale = np.ones(block_size)  # measured / profiled step time of each c that ran, index c - 1
+        self.learned_factor = np.ones(block_size)  # measured / profiled step time of each c that ran, index c - 1
         self.latency_steps = np.zeros(block_size)  # steps without prefill each c ran
         self._recent_ratios: deque[float] = deque(maxlen=RATIO_WINDOW)  # of the last steps without prefill, any c
         self._log_chunks = np.log(self._chunk_values)
-        self._factors: np.ndarray | None = None  # chunk_factors() as of ``_factors_step`` observed steps
+        self._factors: np.ndarray | None = None  # time_factors() as of ``_factors_step`` observed steps
         self._factors_step = -1
         self.steps = 0
         self._previous_chunk: int | None = None  # the c of the last observed step
@@ -225,19 +225,19 @@ class ElasticController(ChunkController):
                    step_tokens: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(predicted, profiled) T(batch, c) for every candidate. Profiled: the profile at the tokens the step
         really runs (windows cut short feed less; a c that leaves a CUDA graph bucket part empty pays for all of
-        it); predicted scales it by the measured / profiled ratio and that c's own factor on it."""
+        it); predicted is it times each c's measured / profiled factor (``time_factors``)."""
         tokens = batch * self.candidates if step_tokens is None else step_tokens(self.candidates)
         profiled = self.profiled(batch, np.maximum(tokens, 1), prefix)
-        return profiled * self.chunk_factors(), profiled
+        return profiled * self.time_factors(), profiled
 
-    def chunk_factors(self) -> np.ndarray:
-        """Each c's measured / profiled step time: learned for a c that ran, interpolated in
-        log c between the nearest c that ran for one that has not, the nearest one's beyond them (1 before any)."""
+    def time_factors(self) -> np.ndarray:
+        """Each c's measured / profiled step time: learned for a c that ran, interpolated in log c between the
+        nearest c that ran for one that has not, the nearest one's beyond them (1 before any c ran)."""
         if self._factors_step != self.steps:
             ran = self.latency_steps > 0
-            self._factors = self.chunk_scale.copy()
+            self._factors = self.learned_factor.copy()
             if ran.any() and not ran.all():
-                log_factors = np.interp(self._log_chunks, self._log_chunks[ran], np.log(self.chunk_scale[ran]))
+                log_factors = np.interp(self._log_chunks, self._log_chunks[ran], np.log(self.learned_factor[ran]))
                 self._factors[~ran] = np.exp(log_factors[~ran])
             self._factors_step = self.steps
         return self._factors
@@ -265,7 +265,7 @@ class ElasticController(ChunkController):
 
     def prepare(self) -> None:
         self.decision_bounds()
-        self.chunk_factors()
+        self.time_factors()
 
     def observe(self, record: StepRecord) -> None:
         record = self.completed(record)
@@ -281,9 +281,9 @@ class ElasticController(ChunkController):
             self._recent_ratios.append(ratio)
             usual = float(np.median(self._recent_ratios))  # one slow step (a collection) can't price a c out
             ratio = min(max(ratio, usual / RATIO_BAND), usual * RATIO_BAND)
-            own = self.chunk_factors()[i]  # a c's first step starts from its interpolated factor
+            own = self.time_factors()[i]  # a c's first step starts from its interpolated factor
             weight = max(LATENCY_ALPHA, 1.0 / (self.latency_steps[i] + 3.0))  # the prior counts as two steps
-            self.chunk_scale[i] = own + weight * (ratio - own)
+            self.learned_factor[i] = own + weight * (ratio - own)
             self.latency_steps[i] += 1
             self._factors_step = -1
         n = self.requests()[i]

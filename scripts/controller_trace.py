@@ -42,7 +42,7 @@ def main() -> int:
             records = [dataclasses.asdict(r) for r in controller.history if r.step >= first]
             del target  # the next mode's engine needs this one's GPU memory
         print(f"{mode}: {row['throughput_tok_s']:.0f} tok/s, {len(records)} steps", flush=True)
-        factors = getattr(controller, "chunk_factors", None)
+        factors = getattr(controller, "time_factors", None)
         trace = {"mode": mode, "row": row, "records": records,
                  "time_factors": None if factors is None else factors().tolist()}
         del controller
