@@ -163,10 +163,16 @@ def write_repository(runtime_dir: Path, params: dict[str, str], instance_kind: s
 
 # ---- the supervised server -------------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free loopback ports (held open together while picked, so no two are the same)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def _child_pids(pid: int) -> list[int]:
@@ -202,7 +208,8 @@ class TritonServer:
                  log_path: Path | None = None, log_verbose: int = 0):
         self.params = dict(params or {})
         self.host = host
-        self.http_port, self.grpc_port, self.metrics_port = (p or free_port() for p in (http_port, grpc_port,
+        picked = iter(free_ports(3))
+        self.http_port, self.grpc_port, self.metrics_port = (p or next(picked) for p in (http_port, grpc_port,
                                                                                           metrics_port))
         self.exit_timeout_s = exit_timeout_s
         self.install = install

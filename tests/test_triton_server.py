@@ -27,7 +27,7 @@ from client.result import Generation
 from optimus_backend.config import ConfigError, EngineConfig, SamplingParams
 from optimus_backend.engine import Engine
 from optimus_backend.triton_server import (KILL_GRACE_S, MODEL_REPOSITORY, TritonServer, _child_pids, config_from_parameters,
-                                           config_to_parameters, free_port, render_config)
+                                           config_to_parameters, free_ports, render_config)
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -231,7 +231,7 @@ def test_http_bad_input_is_a_400_naming_the_field(server):
 def test_optimus_serve_stops_within_bound_with_a_stream_open(tiny_checkpoint, tmp_path):
     """`optimus serve` on SIGTERM: tritonserver gets SIGTERM, then SIGKILL past the exit timeout."""
     exit_timeout = 1
-    ports = [str(free_port()) for _ in range(3)]
+    ports = [str(port) for port in free_ports(3)]
     log = open(tmp_path / "serve.log", "wb")
     cli = subprocess.Popen([sys.executable, "-m", "optimus_backend.cli", "serve", "--checkpoint", str(tiny_checkpoint),
                             "--mode", "bd", "--device", "cpu", "--kv-budget-mb", "8",
