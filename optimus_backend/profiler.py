@@ -25,9 +25,14 @@ QUICK_STOP_MS = 100.0  # and no larger batch once a step takes longer than this 
 PROFILE_DIR = PROJECT_ROOT / ".cache" / "profiles"
 
 
+def device_name(device: torch.device) -> str:
+    """The device name profiles carry: the GPU's, or ``cpu``."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
 def profile_meta(engine) -> dict:
-    device = torch.cuda.get_device_name(engine.device) if engine.device.type == "cuda" else "cpu"
-    return {"model": model_name(engine.config), "device": device, "dtype": str(engine.dtype).removeprefix("torch."),
+    return {"model": model_name(engine.config), "device": device_name(engine.device),
+            "dtype": str(engine.dtype).removeprefix("torch."),
             "block_size": engine.model.config.block_size}
 
 
@@ -143,16 +148,12 @@ def install(paths: list[Path], cache_dir: Path = PROFILE_DIR, device: str | None
     return installed
 
 
-def this_device() -> str:
-    """The device name profiles made here carry: the first visible GPU's, or ``cpu``."""
-    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
-
-
 def run(args: argparse.Namespace) -> int:
     from .engine import Engine
 
     if args.install:
-        for path in install(args.install, device=this_device() if args.here else None):
+        here = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        for path in install(args.install, device=device_name(here) if args.here else None):
             print(f"installed {path}")
         return 0
 
