@@ -4,7 +4,8 @@ For each mode (ar on the AR twin; bd, chunk:N and elastic on the block-diffusion
 real tritonserver (``--path triton``, the default) or, where Triton can't run, the in-process engine behind the
 same request interface (``--path in-process``; rows are labelled so). Random-weight shapes (``--shape``) send
 random token ids and, with ``--replay STATS``, commit as many slots per step as the recorded shipped model did
-(rows are labelled replayed). ``--offline`` prints the steps/s and tokens/s table of each mode instead.
+(rows are labelled replayed). ``--changing`` adds loads whose rate steps or ramps over time, run by every mode
+on the same arrivals. ``--offline`` prints the steps/s and tokens/s table of each mode instead.
 
     optimus bench --duration 30 --out out/bench              # CPU, shipped model, Triton gRPC
     optimus bench --offline                                  # the engine's steps/s & tokens/s per mode
@@ -22,6 +23,7 @@ import platform
 import signal
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
@@ -30,7 +32,7 @@ from optimus_backend.config import DEFAULT_AR_CHECKPOINT, PROJECT_ROOT, Decoding
 from optimus_backend.engine_args import add_engine_arguments, engine_config_from_args
 
 from . import report
-from .driver import PointSpec, interpolated_capacity, slo_capacity, sweep
+from .driver import PointSpec, interpolated_capacity, parse_loads, run_changing, slo_capacity, sweep
 from .metrics import RequestRecord
 from .offline import throughput_vs_batch
 from .workload import eval_prompts, token_prompts
@@ -52,6 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rates", default="0.25,0.5,1,2,4,8,16,32,64",
                         help="increasing request rates (req/s); each mode stops after the first that breaks the SLO")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of Poisson arrivals per rate point")
+    parser.add_argument("--changing", type=loads_argument, default={},
+                        help="changing loads run before the sweep, 'label=secs@rps,secs~rps;label=...' (hold a rate, "
+                             "ramp to one; absolute req/s), e.g. 'burst=10@1,10@12,10@2,10~8,10@0.5'")
     parser.add_argument("--drain", type=float, default=60.0, help="seconds past the arrivals before cancelling")
     parser.add_argument("--slo-ms", type=float, default=50.0, help="P90 TPOT SLO (ms)")
     parser.add_argument("--max-tokens", type=int, default=64, help="max_tokens of every request")
@@ -63,6 +68,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="acceptance statistics (loadtest/record.py) whose commit decisions are replayed")
     parser.add_argument("--workers", type=int, default=64, help="Triton path: client workers (most in flight)")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "out" / "bench", help="output directory")
+
+
+def loads_argument(text: str) -> dict[str, str]:
+    """``--changing``'s value, parsed (argparse shows the message naming the bad item)."""
+    try:
+        return parse_loads(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def mode_config(args: argparse.Namespace, mode: str) -> EngineConfig:
@@ -155,17 +168,37 @@ def warm_up(target, prompts: list, params: dict, batch: int) -> None:
             record.done.wait(310)
 
 
+@dataclass
+class ModeResults:
+    """One mode's rows: the rate sweep, offline throughput, and each changing load's summary and timeline."""
+
+    sweep: list[dict]
+    offline: list[dict]
+    changing: list[dict] = field(default_factory=list)
+    timeline: list[dict] = field(default_factory=list)
+
+    def merge(self, other: "ModeResults") -> None:
+        """Appends another mode's rows."""
+        self.sweep += other.sweep
+        self.offline += other.offline
+        self.changing += other.changing
+        self.timeline += other.timeline
+
+
 def bench_mode(args: argparse.Namespace, config: EngineConfig, prompts: list, spec: PointSpec, labels: dict,
-               rates: list[float], batches: list[int], seconds: float | None = None) -> tuple[list[dict], list[dict]]:
-    """(sweep rows, offline rows) of one mode, time-boxed to about ``seconds`` after its start and warm-up (which
-    are not counted: the first mode compiles the kernels): no rate point starts past SWEEP_SHARE of them."""
+               rates: list[float], batches: list[int], seconds: float | None = None) -> ModeResults:
+    """One mode's changing loads (``args.changing``), rate sweep and offline rows, time-boxed to about ``seconds``
+    after its start and warm-up (which are not counted: the first mode compiles the kernels): no rate point starts
+    past SWEEP_SHARE of them (the changing loads always run whole)."""
     with open_target(args, config, args.out, max(batches)) as target:
         warm_up(target, prompts, spec.params, max(batches))
         labels = {**labels, "path": target.label}
         sweep_end = None if seconds is None else time.monotonic() + SWEEP_SHARE * seconds
+        changing, timeline = run_changing(target, args.changing, spec) if args.changing else ([], [])
         rows = [{**labels, **row} for row in sweep(target, rates, spec, config.mode, sweep_end)]
         offline = [{**labels, **row} for row in throughput_vs_batch(target, prompts, spec.params, batches)]
-    return rows, offline
+    return ModeResults(rows, offline, [{**labels, **row} for row in changing],
+                       [{"model": labels["model"], "mode": labels["mode"], **row} for row in timeline])
 
 
 def capacity_row(labels: dict, rows: list[dict], slo_ms: float) -> dict:
@@ -175,12 +208,15 @@ def capacity_row(labels: dict, rows: list[dict], slo_ms: float) -> dict:
             "max_throughput_tok_s": max(r["throughput_tok_s"] for r in rows)}
 
 
-def write_outputs(out: Path, sweep_rows: list[dict], capacity: list[dict], offline: list[dict], slo_ms: float,
-                  title: str, preamble: str) -> str:
+def write_outputs(out: Path, results: ModeResults, capacity: list[dict], slo_ms: float, title: str,
+                  preamble: str) -> str:
     """CSV files, then plots and summary.md from them; returns the headline Markdown."""
-    report.write_csv(sweep_rows, report.SWEEP_COLUMNS, out / "sweep.csv")
+    report.write_csv(results.sweep, report.SWEEP_COLUMNS, out / "sweep.csv")
     report.write_csv(capacity, report.CAPACITY_COLUMNS, out / "capacity.csv")
-    report.write_csv(offline, report.OFFLINE_COLUMNS, out / "offline.csv")
+    report.write_csv(results.offline, report.OFFLINE_COLUMNS, out / "offline.csv")
+    if results.changing:
+        report.write_csv(results.changing, report.CHANGING_COLUMNS, out / "changing.csv")
+        report.write_csv(results.timeline, report.TIMELINE_COLUMNS, out / "timeline.csv")
     return report.render(out, slo_ms, title, preamble)
 
 
@@ -218,19 +254,18 @@ def _run(args: argparse.Namespace) -> int:
     model = args.shape or args.checkpoint.name
     base = {"model": model, "replayed": "yes" if args.replay else "no", "card": card(mode_config(args, modes[0]))}
     started = datetime.datetime.now().astimezone()
-    sweep_rows, capacity, offline = [], [], []
+    results, capacity = ModeResults([], []), []
     for mode in tqdm(modes, desc="modes", unit="mode"):
         config = mode_config(args, mode)
         labels = {**base, "mode": mode, "checkpoint": str(config.shape or config.checkpoint)}
-        rows, offline_rows = bench_mode(args, config, prompts, spec, labels, rates, batches)
-        sweep_rows += rows
-        offline += offline_rows
-        capacity.append(capacity_row(labels, rows, args.slo_ms))
+        mode_results = bench_mode(args, config, prompts, spec, labels, rates, batches)
+        results.merge(mode_results)
+        capacity.append(capacity_row(labels, mode_results.sweep, args.slo_ms))
     settings = " ".join(f"{k}={v}" for k, v in sorted(vars(args).items()))
     preamble = (f"# optimus bench: {model}\n\n- date: {started:%Y-%m-%d %H:%M %Z}\n- card: {base['card']}\n"
-                f"- request path: {sweep_rows[0]['path']}; replayed commit decisions: {base['replayed']}\n"
+                f"- request path: {results.sweep[0]['path']}; replayed commit decisions: {base['replayed']}\n"
                 f"- max_tokens {args.max_tokens}, ignore_eos {args.ignore_eos}, {args.duration:g} s per rate point\n"
                 f"- settings: `{settings}`\n")
-    print(write_outputs(args.out, sweep_rows, capacity, offline, args.slo_ms, f"{model} on {base['card']}", preamble))
+    print(write_outputs(args.out, results, capacity, args.slo_ms, f"{model} on {base['card']}", preamble))
     print(f"optimus bench: results in {args.out}")
     return 0

@@ -3,7 +3,8 @@
 A rate point: Poisson arrivals at ``rate`` for ``duration_s`` (the same seeded arrivals for every mode), each
 request started at its scheduled time whatever the server's state; then up to ``drain_s`` for the requests in
 flight, after which they are cancelled and counted unfinished. The engine's state is sampled meanwhile.
-A sweep runs increasing rates and stops after the first point that breaks the SLO.
+A sweep runs increasing rates and stops after the first point that breaks the SLO. A changing load runs the same
+way with a rate that steps or ramps over time (``shapes.parse``), and keeps the sampled state as a timeline.
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
+from optimus_backend.simulator import LoadSchedule
+
 from .metrics import RequestRecord, meets_slo, summarize
-from .shapes import Arrivals, constant
+from .shapes import Arrivals, constant, parse
 
 SAMPLE_PERIOD_S = 0.1
+TIMELINE_STATE = ("running", "waiting", "chunk")  # engine stats kept in a changing load's timeline
 
 
 @dataclass
@@ -33,22 +37,29 @@ class PointSpec:
     seed: int = 0
 
 
-def _sample(target, samples: list[dict], stop: threading.Event) -> None:
+def _sample(target, samples: list[dict], origin: float, stop: threading.Event) -> None:
     while not stop.wait(SAMPLE_PERIOD_S):
         try:
-            samples.append(target.stats())
+            samples.append({"t_s": time.perf_counter() - origin, **target.stats()})
         except OSError:  # a scrape that timed out under load: skip it
             pass
 
 
 def run_point(target, rate: float, spec: PointSpec) -> dict:
     """One open-loop rate point; returns its summary row."""
-    arrivals = Arrivals(constant(rate, spec.duration_s), spec.seed).times
+    row, _ = run_load(target, constant(rate, spec.duration_s), spec)
+    return {"rate_rps": rate, **row}
+
+
+def run_load(target, schedule: LoadSchedule, spec: PointSpec) -> tuple[dict, list[dict]]:
+    """One open-loop run of ``schedule`` (constant, steps or ramps): (its summary row, the engine's state sampled
+    every SAMPLE_PERIOD_S: seconds from the start, offered rate, running and waiting requests, chunk size)."""
+    arrivals = Arrivals(schedule, spec.seed).times
     samples: list[dict] = []
     stop = threading.Event()
-    sampler = threading.Thread(target=_sample, args=(target, samples, stop), daemon=True)
     origin = time.perf_counter()
-    deadline = origin + spec.duration_s + spec.drain_s
+    sampler = threading.Thread(target=_sample, args=(target, samples, origin, stop), daemon=True)
+    deadline = origin + schedule.duration + spec.drain_s
     sampler.start()
     records = []
     for index, at in enumerate(arrivals):
@@ -64,7 +75,35 @@ def run_point(target, rate: float, spec: PointSpec) -> dict:
             record.give_up()
     stop.set()
     sampler.join()
-    return {"rate_rps": rate, **summarize(records, samples, spec.duration_s)}
+    timeline = [{"t_s": s["t_s"], "offered_rps": float(schedule.rate(min(s["t_s"], schedule.duration))),
+                 **{key: s.get(key, 0) for key in TIMELINE_STATE}} for s in samples]
+    return summarize(records, samples, schedule.duration), timeline
+
+
+def run_changing(target, loads: dict[str, str], spec: PointSpec) -> tuple[list[dict], list[dict]]:
+    """Each changing load (label -> ``shapes.parse`` spec, absolute req/s) once: (summary rows, timeline rows)."""
+    rows, timeline = [], []
+    for label, text in tqdm(loads.items(), desc="changing loads", unit="load"):
+        schedule = parse(text)
+        row, samples = run_load(target, schedule, spec)
+        rows.append({"load": label, "schedule": text, "duration_s": schedule.duration, **row})
+        timeline += [{"load": label, **sample} for sample in samples]
+    return rows, timeline
+
+
+def parse_loads(text: str) -> dict[str, str]:
+    """``"burst=10@4,10@40;ramp=30~60"`` -> {label: schedule spec}; raises ValueError naming the bad item."""
+    loads = {}
+    for item in (part.strip() for part in text.split(";") if part.strip()):
+        label, _, schedule = item.partition("=")
+        if not label or not schedule:
+            raise ValueError(f"changing: expected label=schedule, got {item!r}")
+        try:
+            parse(schedule)
+        except ValueError as error:
+            raise ValueError(f"changing: bad schedule {schedule!r} for {label!r} ({error})") from None
+        loads[label.strip()] = schedule.strip()
+    return loads
 
 
 def sweep(target, rates: list[float], spec: PointSpec, label: str, deadline: float | None = None) -> list[dict]:

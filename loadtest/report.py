@@ -3,7 +3,8 @@
 Files in the output directory: ``sweep.csv`` (one row per mode and rate point), ``capacity.csv`` (SLO capacity
 per mode), ``offline.csv`` (throughput vs batch size per mode), ``throughput_vs_rate.png``,
 ``tpot_p90_vs_rate.png``, ``chunk_vs_load.png``, ``slo_capacity.png``, ``offline_vs_batch.png`` and
-``summary.md``.
+``summary.md``; with changing loads also ``changing.csv`` (one row per mode and load), ``timeline.csv`` (the
+engine's sampled state over each run) and ``changing_<model>_<load>.png``.
 """
 
 from __future__ import annotations
@@ -13,12 +14,18 @@ import math
 from pathlib import Path
 
 LABELS = ["model", "mode", "checkpoint", "path", "replayed", "card"]  # model: the BD model (ar rows: its AR twin)
-SWEEP_COLUMNS = LABELS + [
-    "rate_rps", "achieved_rps", "requests", "completed", "failed", "unfinished", "output_tokens",
+SUMMARY_COLUMNS = [  # metrics.summarize's row
+    "achieved_rps", "requests", "completed", "failed", "unfinished", "output_tokens",
     "throughput_tok_s", "request_throughput_rps",
     "ttft_p50_ms", "ttft_p90_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p90_ms", "tpot_p99_ms",
     "e2e_p50_ms", "e2e_p90_ms", "e2e_p99_ms", "mean_chunk", "mean_running", "max_kv_pages_used", "kv_pages_total",
-    "host_ms_per_step", "step_over_predicted", "slo_ok"]
+    "host_ms_per_step", "step_over_predicted"]
+SWEEP_COLUMNS = LABELS + ["rate_rps", *SUMMARY_COLUMNS, "slo_ok"]
+CHANGING_COLUMNS = LABELS + ["load", "schedule", "duration_s", *SUMMARY_COLUMNS]
+TIMELINE_COLUMNS = ["model", "mode", "load", "t_s", "offered_rps", "running", "waiting", "chunk"]
+CHANGING_METRICS = [  # (column, header, higher is better) of the changing-load tables
+    ("throughput_tok_s", "tok/s", True), ("tpot_p50_ms", "P50 TPOT ms", False), ("tpot_p90_ms", "P90 TPOT ms", False),
+    ("ttft_p90_ms", "P90 TTFT ms", False), ("e2e_p50_ms", "P50 e2e ms", False), ("e2e_p90_ms", "P90 e2e ms", False)]
 CAPACITY_COLUMNS = LABELS + ["slo_ms", "capacity_rps", "capacity_interp_rps", "max_rate_tested",
                              "max_throughput_tok_s"]
 OFFLINE_COLUMNS = LABELS + ["batch", "completed", "output_tokens", "seconds", "tokens_per_s", "mean_chunk", "steps",
@@ -110,6 +117,62 @@ def write_plots(sweep: list[dict], capacity: list[dict], offline: list[dict], sl
     ]
 
 
+def changing_plots(timeline: list[dict], out: Path) -> list[Path]:
+    """Per model and changing load: offered rate, running requests and chunk size over time, one line per mode."""
+    plt = _pyplot()
+    paths = []
+    for model, load in dict.fromkeys((r["model"], r["load"]) for r in timeline):
+        rows = [r for r in timeline if r["model"] == model and r["load"] == load]
+        fig, axes = plt.subplots(3, 1, figsize=(8, 7.5), sharex=True)
+        first = [r for r in rows if r["mode"] == rows[0]["mode"]]
+        axes[0].plot([float(r["t_s"]) for r in first], [float(r["offered_rps"]) for r in first], color="black")
+        axes[0].set(ylabel="offered req/s", title=f"Changing load {load} — {model}")
+        for mode in dict.fromkeys(r["mode"] for r in rows):
+            series = [r for r in rows if r["mode"] == mode]
+            times = [float(r["t_s"]) for r in series]
+            axes[1].plot(times, [float(r["running"]) for r in series], label=mode, linewidth=1)
+            axes[2].step(times, [float(r["chunk"]) for r in series], where="post", label=mode, linewidth=1)
+        axes[1].set(ylabel="running requests")
+        axes[2].set(ylabel="chunk size c (latest step)", xlabel="seconds from the first arrival")
+        axes[1].legend(fontsize=7, ncol=3)
+        for ax in axes:
+            ax.grid(alpha=0.3)
+        fig.tight_layout()
+        path = out / f"changing_{model}_{load}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def changing_tables(rows: list[dict]) -> list[str]:
+    """Markdown per model and changing load: every mode's metrics, then elastic over the best fixed chunk for each
+    metric (which chunk, and how many fixed chunks elastic beats on it)."""
+    lines = []
+    for model, load in dict.fromkeys((r["model"], r["load"]) for r in rows):
+        group = {r["mode"]: r for r in rows if r["model"] == model and r["load"] == load}
+        schedule = next(iter(group.values()))["schedule"]
+        lines += [f"#### {model}, load `{load}` = `{schedule}` (req/s; `s@rate` holds, `s~rate` ramps)",
+                  "| mode | " + " | ".join(header for _, header, _ in CHANGING_METRICS) + " | mean c | failed | unfinished |",
+                  "|---" * (len(CHANGING_METRICS) + 4) + "|"]
+        for mode, r in group.items():
+            lines.append(f"| {mode} | " + " | ".join(f"{float(r[c]):.1f}" for c, _, _ in CHANGING_METRICS)
+                         + f" | {float(r['mean_chunk']):.1f} | {r['failed']} | {r['unfinished']} |")
+        fixed = {m: r for m, r in group.items() if m.startswith("chunk:")}
+        if "elastic" in group and fixed:
+            cells = []
+            for column, header, higher in CHANGING_METRICS:
+                value = {m: float(r[column]) for m, r in fixed.items()}
+                best = (max if higher else min)(value, key=value.get)
+                own = float(group["elastic"][column])
+                beaten = sum(own > v if higher else own < v for v in value.values())
+                ratio = f"{own / value[best]:.3f}" if value[best] else "—"
+                cells.append(f"{header} {ratio} of {best}'s (beats {beaten}/{len(value)})")
+            lines += ["", "elastic / best fixed chunk per metric: " + "; ".join(cells) + "."]
+        lines.append("")
+    return lines
+
+
 def _ratio(a: float, b: float) -> str:
     return "—" if not b or math.isnan(a) or math.isnan(b) else f"{a / b:.2f}x"
 
@@ -158,6 +221,10 @@ def render(out: Path, slo_ms: float, title: str, preamble: str) -> str:
     offline = read_csv(out / "offline.csv")
     write_plots(sweep, capacity, offline, slo_ms, title, out)
     text = headline(sweep, capacity, offline, slo_ms)
+    if (out / "changing.csv").exists():
+        changing_plots(read_csv(out / "timeline.csv"), out)
+        text += "\n### Changing loads (every mode on the same arrivals)\n" + "\n".join(changing_tables(
+            read_csv(out / "changing.csv")))
     (out / "summary.md").write_text(preamble + "\n" + text)
     return text
 

@@ -3,7 +3,8 @@ throughput of every mode on the in-process engine with commit decisions replayed
 statistics; then the Hugging Face transformers AR peer on the same shapes.
 
 Writes few flat files (the device tool returns at most 8): ``sweep.csv``, ``capacity.csv``, ``offline.csv``,
-``hf.csv`` (every shape, a ``model`` column each), ``meta.json`` and ``scale.log``, rewritten after every mode so
+``hf.csv``, with ``--changing`` also ``changing.csv`` and ``timeline.csv`` (every shape, a ``model`` column each),
+``meta.json`` and ``scale.log``, rewritten after every mode so
 a run cut short keeps what it measured. No plots (the GPU image may lack matplotlib): split by model and render
 with ``python -m loadtest.report DIR`` afterwards.
 
@@ -39,11 +40,16 @@ class Results:
         self.capacity: list[dict] = []
         self.offline: list[dict] = []
         self.hf: list[dict] = []
+        self.changing: list[dict] = []
+        self.timeline: list[dict] = []
 
     def save(self) -> None:
         report.write_csv(self.sweep, report.SWEEP_COLUMNS, self.out / "sweep.csv")
         report.write_csv(self.capacity, report.CAPACITY_COLUMNS, self.out / "capacity.csv")
         report.write_csv(self.offline, report.OFFLINE_COLUMNS, self.out / "offline.csv")
+        if self.changing:
+            report.write_csv(self.changing, report.CHANGING_COLUMNS, self.out / "changing.csv")
+            report.write_csv(self.timeline, report.TIMELINE_COLUMNS, self.out / "timeline.csv")
         if self.hf:
             report.write_csv(self.hf, list(self.hf[0]), self.out / "hf.csv")
 
@@ -55,6 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--replay", type=Path, required=True, help="recorded acceptance statistics")
     parser.add_argument("--rates", default="8,16,32,64,128")
     parser.add_argument("--duration", type=float, default=2.5)
+    parser.add_argument("--changing", default="", help="changing loads, as optimus bench's --changing")
     parser.add_argument("--drain", type=float, default=15.0)
     parser.add_argument("--slo-ms", type=float, default=50.0)
     parser.add_argument("--max-tokens", type=int, default=64)
@@ -70,7 +77,8 @@ def bench_args(args: argparse.Namespace, shape: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     bench.add_arguments(parser)
     return parser.parse_args(["--shape", shape, "--path", "in-process", "--replay", str(args.replay), "--ignore-eos",
-                              "--max-running", str(args.max_running), "--out", str(args.out)])
+                              "--max-running", str(args.max_running), "--changing", args.changing,
+                              "--out", str(args.out)])
 
 
 def run_shape(args: argparse.Namespace, shape: str, deadline: float, results: Results, log) -> None:
@@ -91,14 +99,21 @@ def run_shape(args: argparse.Namespace, shape: str, deadline: float, results: Re
         config = bench.mode_config(bargs, mode)
         labels = {**base, "mode": mode, "checkpoint": config.shape}
         try:
-            rows, offline = bench.bench_mode(bargs, config, prompts, spec, labels, rates, batches, share)
+            measured = bench.bench_mode(bargs, config, prompts, spec, labels, rates, batches, share)
         except Exception:  # one broken mode must not lose the others' numbers
             log(f"{shape} {mode} failed:\n{traceback.format_exc()}")
             continue
+        rows, offline = measured.sweep, measured.offline
         results.sweep += rows
         results.offline += offline
+        results.changing += measured.changing
+        results.timeline += measured.timeline
         results.capacity.append(bench.capacity_row(labels, rows, args.slo_ms))
         results.save()
+        for row in measured.changing:
+            log(f"{shape} {mode} {row['load']}: {row['throughput_tok_s']:.0f} tok/s, P50/P90 TPOT "
+                f"{row['tpot_p50_ms']:.1f}/{row['tpot_p90_ms']:.1f} ms, P90 TTFT {row['ttft_p90_ms']:.0f} ms, "
+                f"mean c {row['mean_chunk']:.1f}")
         best = max(rows, key=lambda r: r["throughput_tok_s"])
         log(f"{shape} {mode}: {len(rows)} points in {time.monotonic() - started:.0f} s, capacity "
             f"{results.capacity[-1]['capacity_rps']:g} req/s, max {best['throughput_tok_s']:.0f} tok/s; offline "

@@ -10,13 +10,14 @@ import json
 import math
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from loadtest import report
-from loadtest.driver import PointSpec, interpolated_capacity, run_point, slo_capacity
+from loadtest.driver import PointSpec, interpolated_capacity, parse_loads, run_changing, run_point, slo_capacity
 from loadtest.metrics import RequestRecord, meets_slo, summarize
 from loadtest.shapes import Arrivals, parse
 from optimus_backend.cli import main as optimus
@@ -41,6 +42,7 @@ def test_bench_sweep_report_is_complete(tiny_checkpoint, tiny_ar_checkpoint, tmp
     code = optimus(["bench", "--checkpoint", str(tiny_checkpoint), "--ar-checkpoint", str(tiny_ar_checkpoint),
                     "--device", "cpu", "--modes", ",".join(MODES), "--rates", "2,6", "--duration", "1.5",
                     "--drain", "30", "--max-tokens", "12", "--ignore-eos", "--prompts-per-task", "2",
+                    "--changing", "step=1@2,1@6",
                     "--batches", ",".join(map(str, BATCHES)), "--workers", "8", "--out", str(out)])
     assert code == 0
     columns, sweep = read(out / "sweep.csv")
@@ -55,10 +57,17 @@ def test_bench_sweep_report_is_complete(tiny_checkpoint, tiny_ar_checkpoint, tmp
     columns, offline = read(out / "offline.csv")
     assert columns == report.OFFLINE_COLUMNS
     assert [(r["mode"], int(r["batch"])) for r in offline] == [(m, b) for m in MODES for b in BATCHES]
-    for plot in report.PLOTS:
+    columns, changing = read(out / "changing.csv")
+    assert columns == report.CHANGING_COLUMNS and [(r["mode"], r["load"]) for r in changing] == [
+        (m, "step") for m in MODES]
+    assert all(row[c] != "" for row in changing for c in columns) and all(r["failed"] == "0" for r in changing)
+    columns, timeline = read(out / "timeline.csv")
+    assert columns == report.TIMELINE_COLUMNS and {r["mode"] for r in timeline} == set(MODES)
+    for plot in [*report.PLOTS, f"changing_{tiny_checkpoint.name}_step.png"]:
         assert (out / plot).stat().st_size > 1000, plot
     summary = (out / "summary.md").read_text()
     assert "SLO capacity" in summary and "elastic/AR" in summary and "| elastic |" in summary
+    assert "load `step`" in summary and "elastic / best fixed chunk per metric" in summary
 
 
 @pytest.mark.timeout(120)
@@ -87,6 +96,40 @@ def test_schedules_constant_steps_and_ramps():
     ramp = parse("100~4")
     assert ramp.rate(0.0) == 0.0 and ramp.rate(50.0) == pytest.approx(2.0) and ramp.duration == 100
     assert np.array_equal(Arrivals(parse("10@3")).times, Arrivals(parse("10@3")).times)  # seeded: same for all modes
+
+
+class InstantTarget:
+    """Finishes every request at once with 5 tokens; its engine state is 'running' = requests started so far."""
+
+    label = "instant"
+
+    def __init__(self):
+        self.started = 0
+
+    def start(self, prompt, params, record: RequestRecord) -> None:
+        self.started += 1
+        now = time.perf_counter()
+        record.finish(now + 0.001, 5, now)
+
+    def stats(self) -> dict:
+        return {"running": self.started, "waiting": 0, "chunk": 4}
+
+
+def test_changing_loads_follow_their_schedule_and_name_bad_items():
+    spec = PointSpec(prompts=["p"], params={}, duration_s=1.0, drain_s=1.0, slo_ms=50.0)
+    rows, timeline = run_changing(InstantTarget(), {"step": "0.6@5,0.6@40"}, spec)
+    assert [(r["load"], r["schedule"], r["duration_s"]) for r in rows] == [("step", "0.6@5,0.6@40", 1.2)]
+    assert rows[0]["completed"] == rows[0]["requests"] > 10 and rows[0]["mean_chunk"] == 4
+    times = [r["t_s"] for r in timeline]
+    assert times == sorted(times) and len(times) >= 8
+    assert {r["offered_rps"] for r in timeline if r["t_s"] < 0.55} == {5.0}
+    assert {r["offered_rps"] for r in timeline if 0.65 < r["t_s"]} == {40.0}
+    started = [r["running"] for r in timeline]
+    assert started == sorted(started) and 10 < started[-1] <= rows[0]["requests"]
+    assert parse_loads(" a=1@2 ; b=3~4") == {"a": "1@2", "b": "3~4"}
+    for bad, named in (("1@2", "label=schedule"), ("a=1@x", "'a'"), ("a=", "label=schedule")):
+        with pytest.raises(ValueError, match=named):
+            parse_loads(bad)
 
 
 def _record(arrival: float, first: float, end: float, tokens: int) -> RequestRecord:
