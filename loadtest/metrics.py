@@ -85,6 +85,7 @@ def summarize(records: list[RequestRecord], samples: list[dict], duration_s: flo
         "max_kv_pages_used": max((s.get("kv_pages_used", 0) for s in samples), default=0),
         "kv_pages_total": max((s.get("kv_pages_total", 0) for s in samples), default=0),
         "host_ms_per_step": host_ms_per_step(samples),
+        "schedule_ms_per_step": schedule_ms_per_step(samples),
         "step_over_predicted": step_over_predicted(samples),
     }
     return row
@@ -115,6 +116,15 @@ def host_ms_per_step(samples: list[dict]) -> float:
         return float("nan")
     steps, step_ms, forward_ms = totals
     return (step_ms - forward_ms) / steps
+
+
+def schedule_ms_per_step(samples: list[dict]) -> float:
+    """Mean time per step spent choosing the chunk and planning the windows (part of ``host_ms_per_step``), between
+    the first and last sample that carry the engine's totals; NaN where none do."""
+    timed = [s for s in samples if "total_schedule_ms" in s]
+    if len(timed) < 2 or timed[-1]["steps"] == timed[0]["steps"]:
+        return float("nan")
+    return (timed[-1]["total_schedule_ms"] - timed[0]["total_schedule_ms"]) / (timed[-1]["steps"] - timed[0]["steps"])
 
 
 def meets_slo(row: dict, slo_ms: float) -> bool:

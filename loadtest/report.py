@@ -19,7 +19,7 @@ SUMMARY_COLUMNS = [  # metrics.summarize's row
     "throughput_tok_s", "request_throughput_rps",
     "ttft_p50_ms", "ttft_p90_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p90_ms", "tpot_p99_ms",
     "e2e_p50_ms", "e2e_p90_ms", "e2e_p99_ms", "mean_chunk", "mean_running", "max_kv_pages_used", "kv_pages_total",
-    "host_ms_per_step", "step_over_predicted"]
+    "host_ms_per_step", "schedule_ms_per_step", "step_over_predicted"]
 SWEEP_COLUMNS = LABELS + ["rate_rps", *SUMMARY_COLUMNS, "slo_ok"]
 CHANGING_COLUMNS = LABELS + ["load", "schedule", "duration_s", *SUMMARY_COLUMNS]
 TIMELINE_COLUMNS = ["model", "mode", "load", "t_s", "offered_rps", "running", "waiting", "chunk"]

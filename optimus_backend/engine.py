@@ -115,7 +115,8 @@ class Engine:
         self._stop = threading.Event()
         self.steps = 0
         self.last_step: dict = {}
-        self.totals = {"committed": 0, "fed": 0, "finished": 0, "aborted": 0, "step_ms": 0.0, "forward_ms": 0.0}
+        self.totals = {"committed": 0, "fed": 0, "finished": 0, "aborted": 0, "step_ms": 0.0, "forward_ms": 0.0,
+                       "schedule_ms": 0.0}
         self._thread = threading.Thread(target=self._loop, name="optimus-engine", daemon=True)
         if start:
             self._thread.start()
@@ -246,17 +247,22 @@ class Engine:
                     self._finish(live, "abort")
 
     def step(self) -> None:
-        """One engine step over every running request. On CUDA the previous step's deltas are sent, and the
-        controller observes it, while the device computes this one (the launch returns at once), so neither costs
-        device time."""
+        """One engine step over every running request. On CUDA the previous step's deltas are sent, the
+        controller observes it, and the scheduler chooses the next step's chunk size while the device computes
+        this one (the launch returns at once), so none of them costs device time."""
         start = time.perf_counter()
+        controller = self.controller
         chunk, batch = self.scheduler.schedule()
         if not batch:
             self._catch_up()
             return
+        predicted_ms, profiled_ms = controller.last_predicted_ms, controller.last_profiled_ms
         forward_start = time.perf_counter()
+        schedule_ms = (forward_start - start) * 1e3
         flight = self.runner.launch(batch)
         self._catch_up()
+        if self.overlap_host_work:
+            self.scheduler.choose_ahead()
         commits = self.runner.collect(flight)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
@@ -274,10 +280,8 @@ class Engine:
         if not self.overlap_host_work:
             self._send_deltas()
         step_ms = (time.perf_counter() - start) * 1e3
-        controller = self.controller
         self._unobserved = StepRecord(self.steps, decoding, chunk, fed, committed, step_ms,
-                                      predicted_ms=controller.last_predicted_ms,
-                                      profiled_ms=controller.last_profiled_ms, prefill_tokens=prefill)
+                                      predicted_ms=predicted_ms, profiled_ms=profiled_ms, prefill_tokens=prefill)
         if not self.overlap_host_work:
             self._catch_up()
         with self._lock:
@@ -286,9 +290,10 @@ class Engine:
             self.totals["fed"] += fed
             self.totals["step_ms"] += step_ms
             self.totals["forward_ms"] += forward_ms
+            self.totals["schedule_ms"] += schedule_ms
             self.last_step = {"chunk": chunk, "batch": len(batch), "fed_tokens": fed, "committed_tokens": committed,
                               "committed_per_fed": committed / fed if fed else 0.0, "step_ms": step_ms,
-                              "forward_ms": forward_ms, "predicted_ms": self.controller.last_predicted_ms}
+                              "forward_ms": forward_ms, "predicted_ms": predicted_ms}
 
     def _catch_up(self) -> None:
         """The last step's deltas, then its observation and the controller's preparation for the next choice."""

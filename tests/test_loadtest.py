@@ -150,6 +150,11 @@ def test_summary_capacity_and_slo():
     rows = [{"rate_rps": 1.0, "tpot_p90_ms": 30.0, "slo_ok": True},
             {"rate_rps": 4.0, "tpot_p90_ms": 70.0, "slo_ok": False}]
     assert slo_capacity(rows) == 1.0 and interpolated_capacity(rows, 50.0) == pytest.approx(2.0)
+    totals = [{"steps": 10, "total_step_ms": 100.0, "total_forward_ms": 80.0, "total_schedule_ms": 5.0},
+              {"steps": 20, "total_step_ms": 200.0, "total_forward_ms": 150.0, "total_schedule_ms": 12.0}]
+    timed = summarize(records, totals, 1.0)
+    assert timed["host_ms_per_step"] == pytest.approx(3.0) and timed["schedule_ms_per_step"] == pytest.approx(0.7)
+    assert math.isnan(row["schedule_ms_per_step"])  # a target without the engine's totals (the Triton path)
 
 
 def test_replay_rule_follows_the_recorded_statistics(tmp_path):
