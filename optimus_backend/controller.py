@@ -82,8 +82,6 @@ class StepRecord:
 class ChunkController:
     """The interface the scheduler uses, plus the bounded history of observed steps."""
 
-    chooses_ahead = False  # whether the engine should have the scheduler choose while the device runs a step
-
     def __init__(self, cost_model: CostModel | None = None, history_len: int = HISTORY_LEN):
         self.cost_model = cost_model
         self.history: deque[StepRecord] = deque(maxlen=history_len)
@@ -95,9 +93,6 @@ class ChunkController:
         """The chunk size for this step of ``batch`` decoding requests (``prefix``: their mean cached length;
         ``step_tokens``: the decode tokens the step really runs for each chunk size, default ``batch * c``)."""
         raise NotImplementedError
-
-    def price(self, batch: int, chunk: int, tokens: float) -> None:
-        """Sets the last prediction for a step whose chunk was chosen ahead, at the decode tokens it runs."""
 
     def observe(self, record: StepRecord) -> None:
         """Records a finished step (a missing predicted_ms is the last choice's prediction, and its profiled_ms)."""
@@ -136,8 +131,6 @@ class FixedController(ChunkController):
 
 class ElasticController(ChunkController):
     """Saturation-aware chunk size: maximizes predicted committed tokens per second every step."""
-
-    chooses_ahead = True
 
     def __init__(self, cost_model: CostModel, block_size: int, tpot_slo_ms: float | None = None,
                  ema_alpha: float = EMA_ALPHA, half_life: float = HALF_LIFE, drift: float = DRIFT,
@@ -263,10 +256,6 @@ class ElasticController(ChunkController):
         chunk = int(self.candidates[index])
         self.last_predicted_ms, self.last_profiled_ms = float(times[index]), float(profiled[index])
         return chunk
-
-    def price(self, batch: int, chunk: int, tokens: float) -> None:
-        profiled = float(self.profiled(max(batch, 1), np.array([max(tokens, 1.0)]))[0])
-        self.last_predicted_ms, self.last_profiled_ms = profiled * float(self.time_factors()[chunk - 1]), profiled
 
     def decision_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """``bounds()``, computed once per observed step."""

@@ -247,9 +247,9 @@ class Engine:
                     self._finish(live, "abort")
 
     def step(self) -> None:
-        """One engine step over every running request. On CUDA the previous step's deltas are sent, the
-        controller observes it, and the scheduler chooses the next step's chunk size while the device computes
-        this one (the launch returns at once), so none of them costs device time."""
+        """One engine step over every running request. On CUDA the previous step's deltas are sent, and the
+        controller observes it, while the device computes this one (the launch returns at once), so neither costs
+        device time."""
         start = time.perf_counter()
         controller = self.controller
         chunk, batch = self.scheduler.schedule()
@@ -261,8 +261,6 @@ class Engine:
         schedule_ms = (forward_start - start) * 1e3
         flight = self.runner.launch(batch)
         self._catch_up()
-        if self.overlap_host_work:
-            self.scheduler.choose_ahead()
         commits = self.runner.collect(flight)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)

@@ -174,9 +174,9 @@ def elastic_engine(checkpoint) -> Engine:
 
 
 def test_an_overlapped_observation_carries_its_own_steps_choice(tiny_checkpoint):
-    """On a GPU the controller observes a step, and the scheduler chooses the next chunk, while the next one runs:
-    each record must still carry its own step's chunk and prices, every step is observed once, in order, and the
-    last one when the engine goes idle."""
+    """On a GPU the controller observes a step while the next one runs, after the next choice: each record must
+    still carry its own step's chunk and prices, every step is observed once, in order, and the last one when the
+    engine goes idle."""
     engine = elastic_engine(tiny_checkpoint)
     controller, scheduled = engine.controller, []
     schedule = engine.scheduler.schedule
@@ -193,48 +193,6 @@ def test_an_overlapped_observation_carries_its_own_steps_choice(tiny_checkpoint)
     assert len(set(scheduled)) > 1 and [record.step for record in history] == list(range(engine.steps))
     assert [(record.chunk, record.predicted_ms, record.profiled_ms) for record in history] == scheduled
     assert controller.steps == engine.steps
-
-
-def test_a_chunk_chosen_ahead_serves_the_next_step_priced_at_what_it_runs(tiny_checkpoint):
-    """The elastic chunk of step n + 1 is chosen while step n runs, for every running request decoding. Step n + 1
-    takes it when its batch is that or a little smaller (one request finished), chooses anew when more finished,
-    and either way is priced at the profile of the decode tokens its plans feed."""
-    engine = elastic_engine(tiny_checkpoint)
-    controller, scheduler = engine.controller, engine.scheduler
-    choose, schedule, choose_ahead = controller.choose, scheduler.schedule, scheduler.choose_ahead
-    chosen: list[int] = []  # every choice made, in or ahead of a step
-    pending: list[int] = []  # the choice made ahead during the step before
-    steps: list[tuple[int, bool, int | None]] = []  # (chunk, chosen anew in schedule, chosen ahead)
-    prices: list[tuple[float, float]] = []  # (profiled ms of the step, the profile at the decode tokens it feeds)
-
-    def recording_choose(*args, **kwargs) -> int:
-        chosen.append(choose(*args, **kwargs))
-        return chosen[-1]
-
-    def recording_schedule():
-        before, ahead = len(chosen), (pending.pop() if pending else None)
-        chunk, batch = schedule()
-        if batch:
-            steps.append((chunk, len(chosen) > before, ahead))
-            decoding = [plan.fed_len for request, plan in batch if request.prefilled]
-            if len(decoding) == len(batch):  # no prefill rides along
-                curve = controller.cost_model.chunk_curve(len(decoding))
-                prices.append((controller.last_profiled_ms, float(curve(np.array([sum(decoding) / len(decoding)]))[0])))
-        return chunk, batch
-
-    def recording_ahead() -> None:
-        before = len(chosen)
-        choose_ahead()
-        pending[:] = chosen[before:]
-
-    controller.choose, scheduler.schedule, scheduler.choose_ahead = recording_choose, recording_schedule, recording_ahead
-    short, long = SamplingParams(max_tokens=9, ignore_eos=True), SamplingParams(max_tokens=23, ignore_eos=True)
-    run_to_end(engine, [engine.submit(PROMPTS[0], short) for _ in range(3)]  # these three finish together
-               + [engine.submit(prompt, long) for prompt in PROMPTS[1:4]])
-    taken = [(chunk, ahead) for chunk, anew, ahead in steps if not anew]
-    assert len(taken) > len(steps) // 2 and all(chunk == ahead for chunk, ahead in taken)
-    assert any(anew and ahead is not None for _, anew, ahead in steps)  # three finished at once: chosen anew
-    assert len(prices) > len(steps) // 2 and all(price == pytest.approx(at, rel=1e-9) for price, at in prices)
 
 
 def test_run_until_idle_steps_by_hand_and_delivers_the_last_deltas(tiny_checkpoint):
