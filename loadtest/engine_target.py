@@ -3,24 +3,28 @@ machines where Triton can't run. Rows it produces are labelled "in-process"."""
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 import time
 
 from .metrics import RequestRecord
 
-POLL_S = 0.002  # the collector's poll period (TTFT / TPOT resolution)
+DEADLINE_CHECK_S = 0.05  # how often the collector checks the requests' deadlines
 
 
 class EngineTarget:
-    """One collector thread polls every request's deltas, so hundreds of requests in flight add no thread per
-    request to the engine's process (and no GIL hand-off per request per step)."""
+    """One collector thread reads every request's deltas from one shared queue, so hundreds of requests in flight
+    add no thread per request to the engine's process, and the collector wakes only when deltas are out (the
+    engine sends them while the device computes a step), not in the engine's scheduling between two steps."""
 
     label = "in-process"
 
     def __init__(self, engine):
         self.engine = engine
-        self.pending: list[list] = []  # [handle, record, first-token time]
+        self.deltas: queue.SimpleQueue = queue.SimpleQueue()
+        self.pending: dict[str, list] = {}  # request_id -> [record, first-token time]
+        self.ids = itertools.count()
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._collect, daemon=True, name="bench-collector")
@@ -29,47 +33,54 @@ class EngineTarget:
     def start(self, prompt: str | list[int], params: dict, record: RequestRecord) -> None:
         from optimus_backend.config import ConfigError, SamplingParams
 
+        request_id = f"bench-{next(self.ids)}"
+        with self.lock:  # before submitting: its first delta may come at once
+            self.pending[request_id] = [record, None]
         try:
-            handle = self.engine.submit(prompt, SamplingParams.from_dict(dict(params)))
+            self.engine.submit(prompt, SamplingParams.from_dict(dict(params)), request_id, deltas=self.deltas)
         except ConfigError as exc:
+            with self.lock:
+                del self.pending[request_id]
             record.finish(time.perf_counter(), 0, None, str(exc))
-            return
-        with self.lock:
-            self.pending.append([handle, record, None])
 
     def _collect(self) -> None:
-        while not self.stopping.wait(POLL_S):
-            with self.lock:
-                items = list(self.pending)
-            done = set()
-            for item in items:
-                handle, record, _ = item
-                if self._drain(item):
-                    done.add(id(item))
-                elif time.perf_counter() > record.deadline:
-                    self.engine.abort(handle.request_id)
-                    record.give_up()
-                    done.add(id(item))
-            if done:
-                with self.lock:
-                    self.pending = [item for item in self.pending if id(item) not in done]
-
-    @staticmethod
-    def _drain(item: list) -> bool:
-        """Reads the request's new deltas; True once it finished."""
-        handle, record, _ = item
-        while True:
+        next_check = time.perf_counter() + DEADLINE_CHECK_S
+        while not self.stopping.is_set():
             try:
-                delta = handle.deltas.get_nowait()
+                delta = self.deltas.get(timeout=DEADLINE_CHECK_S)
             except queue.Empty:
-                return False
+                delta = None
             now = time.perf_counter()
-            if delta.token_ids and item[2] is None:
-                item[2] = now
-            if delta.finished:
-                error = "engine error" if delta.finish_reason == "error" else None
-                record.finish(now, delta.num_output_tokens, item[2], error)
-                return True
+            if delta is not None:
+                self._record(delta, now)
+            if now >= next_check:
+                self._give_up_late(now)
+                next_check = now + DEADLINE_CHECK_S
+
+    def _record(self, delta, now: float) -> None:
+        """Notes a request's first token and its end."""
+        with self.lock:
+            item = self.pending.get(delta.request_id)
+        if item is None:
+            return  # given up on already
+        record = item[0]
+        if delta.token_ids and item[1] is None:
+            item[1] = now
+        if delta.finished:
+            error = "engine error" if delta.finish_reason == "error" else None
+            record.finish(now, delta.num_output_tokens, item[1], error)
+            with self.lock:
+                del self.pending[delta.request_id]
+
+    def _give_up_late(self, now: float) -> None:
+        """Aborts the requests past their deadline and counts them unfinished."""
+        with self.lock:
+            late = [(request_id, item[0]) for request_id, item in self.pending.items() if now > item[0].deadline]
+            for request_id, _ in late:
+                del self.pending[request_id]
+        for request_id, record in late:
+            self.engine.abort(request_id)
+            record.give_up()
 
     def stats(self) -> dict:
         return self.engine.stats()

@@ -42,16 +42,20 @@ class Delta:
     finish_reason: str | None = None
     num_input_tokens: int = 0
     num_output_tokens: int = 0
+    request_id: str = ""
 
 
 class RequestHandle:
-    """Iterating yields Deltas until the finished one."""
+    """Iterating yields Deltas until the finished one. A handle given a queue shared with other requests
+    (``Engine.submit(..., deltas=)``) is not iterated: its owner reads that queue, whose deltas carry their
+    request_id, so one thread serves every request and wakes only when some delta is out."""
 
-    def __init__(self, request: Request):
+    def __init__(self, request: Request, deltas: queue.SimpleQueue | None = None):
         self.request_id = request.request_id
         self.request = request  # read-only view of the decoding state (steps, commit steps)
         self.num_input_tokens = request.prompt_len
-        self.deltas: queue.SimpleQueue[Delta] = queue.SimpleQueue()  # put is C code, a tenth of Queue.put
+        # put is C code, a tenth of Queue.put
+        self.deltas: queue.SimpleQueue[Delta] = queue.SimpleQueue() if deltas is None else deltas
 
     def __iter__(self) -> Iterator[Delta]:
         while True:
@@ -135,8 +139,9 @@ class Engine:
 
     # ---- public API -------------------------------------------------------------------------------------
     def submit(self, prompt: str | list[int], params: SamplingParams | None = None,
-               request_id: str | None = None) -> RequestHandle:
-        """Queues a request; raises ConfigError (naming the field) for bad input."""
+               request_id: str | None = None, deltas: queue.SimpleQueue | None = None) -> RequestHandle:
+        """Queues a request; raises ConfigError (naming the field) for bad input. ``deltas``: a queue shared by
+        many requests to put this one's deltas on (see RequestHandle)."""
         params = (params or SamplingParams()).validate(self.config.max_tokens_limit)
         if isinstance(prompt, str):
             if self.tokenizer is None:
@@ -156,7 +161,7 @@ class Engine:
             raise ConfigError(f"max_tokens: the request needs more KV pages than the pool has ({self.kv.num_pages})")
         request_id = request_id or f"req-{next(self._ids)}"
         request = Request.for_model(request_id, prompt_ids, params, cfg)
-        handle = RequestHandle(request)
+        handle = RequestHandle(request, deltas)
         live = _Live(request, handle, Detokenizer(self.decode, params.stop))
         with self._lock:
             if request_id in self._live:
@@ -322,7 +327,7 @@ class Engine:
             return
         if text or len(tokens) > live.sent_tokens:
             live.handle.deltas.put(Delta(text, tokens[live.sent_tokens:], num_input_tokens=request.prompt_len,
-                                         num_output_tokens=len(tokens)))
+                                         num_output_tokens=len(tokens), request_id=request.request_id))
             live.sent_tokens = len(tokens)
 
     def _retire(self, request: Request) -> None:
@@ -344,4 +349,4 @@ class Engine:
             self._live.pop(request.request_id, None)
             self.totals["aborted" if request.finish_reason == "abort" else "finished"] += 1
         live.handle.deltas.put(Delta(text, tokens[live.sent_tokens:], True, request.finish_reason,
-                                     request.prompt_len, len(tokens)))
+                                     request.prompt_len, len(tokens), request.request_id))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import queue
+
 import numpy as np
 import pytest
 
@@ -193,6 +195,24 @@ def test_an_overlapped_observation_carries_its_own_steps_choice(tiny_checkpoint)
     assert len(set(scheduled)) > 1 and [record.step for record in history] == list(range(engine.steps))
     assert [(record.chunk, record.predicted_ms, record.profiled_ms) for record in history] == scheduled
     assert controller.steps == engine.steps
+
+
+def test_requests_can_share_one_delta_queue(tiny_checkpoint):
+    """Deltas put on a queue shared by several requests carry their request_id; each request's deltas, in order,
+    hold exactly its committed tokens and end with one finished delta."""
+    engine = make_engine(tiny_checkpoint, "chunk:4")
+    shared: queue.SimpleQueue = queue.SimpleQueue()
+    handles = [engine.submit(prompt, PARAMS, f"shared-{i}", deltas=shared) for i, prompt in enumerate(PROMPTS[:3])]
+    engine.run_until_idle()
+    tokens: dict[str, list[int]] = {handle.request_id: [] for handle in handles}
+    finished: dict[str, int] = dict.fromkeys(tokens, 0)
+    while not shared.empty():
+        delta = shared.get()
+        assert finished[delta.request_id] == 0  # nothing after the final delta
+        tokens[delta.request_id] += delta.token_ids
+        finished[delta.request_id] += delta.finished
+    assert all(count == 1 for count in finished.values())
+    assert all(tokens[h.request_id] == h.request.generated() and len(tokens[h.request_id]) == 19 for h in handles)
 
 
 def test_run_until_idle_steps_by_hand_and_delivers_the_last_deltas(tiny_checkpoint):
