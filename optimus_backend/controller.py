@@ -26,8 +26,9 @@ from the profiled cost model and E[c] (committed tokens per request per step at 
 - T(b, c) is the profile at the tokens the step really runs (a c that leaves a CUDA graph bucket part empty pays
   for all of it, so c that fill a bucket win), times that c's measured / profiled step time over the steps without
   prefill (a step's prefill is paid whichever c runs, so it is kept out): a running mean over the c's first steps,
-  a moving average after that, a step's ratio held within ``RATIO_BAND`` of the recent steps' median (one slow
-  step, a collection or a late compile, can't price a c out). A profile made on another machine can be off by a
+  a moving average after that, a step's ratio held within ``RATIO_BAND`` of the recent steps' median, which starts
+  at the profile's (one slow step, a collection or a compile on first use, can't price a c out, the first one
+  included). A profile made on another machine can be off by a
   different factor at each c. A c not yet run takes the factor interpolated in log c between the nearest c that
   ran (the nearest one's beyond them): profile errors change smoothly with c.
 - With a TPOT SLO, c must keep T(b, c)/E[c] <= SLO by the lower bound of E (so exploration never gambles with the
@@ -147,7 +148,9 @@ class ElasticController(ChunkController):
         self.surprise = 1.0  # fast moving average of observed / estimated E at the chosen c
         self.learned_factor = np.ones(block_size)  # measured / profiled step time of each c that ran, index c - 1
         self.latency_steps = np.zeros(block_size)  # steps without prefill each c ran
-        self._recent_ratios: deque[float] = deque(maxlen=RATIO_WINDOW)  # of the last steps without prefill, any c
+        # of the last steps without prefill, any c; it starts as the profile's, so that the first steps' ratios are
+        # held near it too (a kernel autotuned or compiled on first use makes a step many times slower)
+        self._recent_ratios: deque[float] = deque([1.0] * RATIO_WINDOW, maxlen=RATIO_WINDOW)
         self._log_chunks = np.log(self._chunk_values)
         self._factors: np.ndarray | None = None  # time_factors() as of ``_factors_step`` observed steps
         self._factors_step = -1

@@ -351,6 +351,24 @@ def test_a_profile_error_growing_with_c_is_learned_for_chunks_not_yet_run(cost):
     assert np.mean(efficiencies) > 0.98
 
 
+def test_a_slow_first_step_does_not_price_its_chunk_out(cost):
+    """The very first step a controller observes is 30x slow (a kernel autotuned or compiled on first use): with no
+    recent steps to compare it with, it must still count as at most a little slower than the profile, or its c and
+    the c next to it stay priced out for the rest of the run."""
+    batch, rng = 64, np.random.default_rng(5)
+    best = best_chunk(batch, EASY)
+    controller, chosen = ElasticController(cost, B), []
+    for step in range(300):
+        chunk = best if step == 0 else controller.choose(batch)
+        measured = step_ms(batch, chunk) * (30.0 if step == 0 else 1.0)
+        mean = batch * EASY[chunk - 1]
+        committed = int(math.floor(mean) + (rng.random() < mean - math.floor(mean)))
+        controller.observe(StepRecord(step, batch, chunk, batch * chunk, committed, measured))
+        chosen.append(chunk)
+    assert controller.time_factors()[best - 1] < 1.1
+    assert efficiency(chosen[100:], batch, EASY) > 0.99
+
+
 def test_one_slow_step_does_not_price_a_chunk_out(cost):
     """The first step at the best c runs 3x slower than it should (a late compile, a collection): one step moves a
     c's time factor only a little, so the c is still chosen once its normal steps are seen."""
