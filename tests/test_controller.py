@@ -125,7 +125,7 @@ def test_old_estimates_keep_their_value_and_lose_information(cost):
 def test_prefill_riding_along_does_not_move_the_time_scale(cost):
     """Steps with prefill are slower than the profile for a reason c does not change: they leave the measured /
     predicted scale alone, which steps without prefill set."""
-    controller, rng = ElasticController(cost, B), np.random.default_rng(5)
+    controller = ElasticController(cost, B)
     for step in range(400):
         chunk = controller.choose(128)
         prefill = 1024 if step % 2 else 0
