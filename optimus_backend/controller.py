@@ -47,7 +47,7 @@ from typing import Callable
 import numpy as np
 
 from .config import DecodingMode
-from .cost_model import CostModel
+from .cost_model import CostModel, isotonic
 
 HISTORY_LEN = 4096  # step records kept for metrics and plots
 EMA_ALPHA = 0.003  # weight of one request's observation in E[c]
@@ -318,21 +318,6 @@ def switch_share(chunk: int, previous: int | None) -> float:
     if previous is None or previous == chunk:
         return 1.0
     return min(chunk, previous) / max(chunk, previous)
-
-
-def isotonic(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """The weighted least-squares nondecreasing fit of ``values`` (pool adjacent violators)."""
-    if np.all(values[1:] >= values[:-1]):
-        return values
-    blocks: list[list[float]] = []  # [mean, weight, count]
-    for value, weight in zip(values.tolist(), np.maximum(weights, 1e-9).tolist()):
-        blocks.append([value, weight, 1])
-        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
-            mean, weight, count = blocks.pop()
-            last = blocks[-1]
-            total = last[1] + weight
-            last[0], last[1], last[2] = (last[0] * last[1] + mean * weight) / total, total, last[2] + count
-    return np.array([mean for mean, _, count in blocks for _ in range(count)])
 
 
 def controller_for(mode: DecodingMode, block_size: int, cost_model: CostModel | None = None,

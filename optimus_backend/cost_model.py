@@ -4,7 +4,10 @@ The smooth part is ``T = a + alpha*b*c + beta*b + gamma*c + delta*b*prefix`` (fi
 overhead, window width, attention reads of the cached prefix), fit by least squares on relative error with
 non-negative coefficients. On top of it sits the fit's residual at the measured points, interpolated linearly on the
 measured (prefix, b, c) grid and clamped at its edges: measured points come back exactly, points between them are
-interpolated, and points outside the grid follow the fit's slope.
+interpolated, and points outside the grid follow the fit's slope. The measured times are first made nondecreasing
+in c and in b (``nondecreasing``): a step never gets cheaper with more tokens or more requests, so a cell that does
+is measurement noise (a kernel's first use, a busy host), and left alone it would make its neighbour c look
+cheaper than it is.
 """
 
 from __future__ import annotations
@@ -44,6 +47,36 @@ def nonnegative_lstsq(x: np.ndarray, y: np.ndarray, columns: list[int]) -> np.nd
     return best
 
 
+def isotonic(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The weighted least-squares nondecreasing fit of ``values`` (pool adjacent violators)."""
+    if np.all(values[1:] >= values[:-1]):
+        return values
+    blocks: list[list[float]] = []  # [mean, weight, count]
+    for value, weight in zip(values.tolist(), np.maximum(weights, 1e-9).tolist()):
+        blocks.append([value, weight, 1])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            mean, weight, count = blocks.pop()
+            last = blocks[-1]
+            total = last[1] + weight
+            last[0], last[1], last[2] = (last[0] * last[1] + mean * weight) / total, total, last[2] + count
+    return np.array([mean for mean, _, count in blocks for _ in range(count)])
+
+
+def nondecreasing(points: dict[tuple[int, int, int], float]) -> dict[tuple[int, int, int], float]:
+    """Measured (b, c, prefix) -> ms made nondecreasing in c within each (b, prefix), then in b within each
+    (c, prefix), by least squares (pool adjacent violators)."""
+    out = dict(points)
+    for along in (1, 0):  # key index of c, then of b
+        lines: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
+        for key in out:
+            lines.setdefault((key[2], key[1 - along]), []).append(key)
+        for keys in lines.values():
+            keys.sort(key=lambda key: key[along])
+            values = isotonic(np.array([out[key] for key in keys]), np.ones(len(keys)))
+            out.update(zip(keys, values.tolist()))
+    return out
+
+
 def _bracket(axis: np.ndarray, value: float) -> tuple[int, int, float]:
     """Indices of the grid values around ``value`` and the weight of the upper one (clamped at the edges)."""
     if value <= axis[0]:
@@ -62,10 +95,11 @@ class CostModel:
     def __init__(self, points: dict[tuple[int, int, int], float], meta: dict | None = None):
         if not points:
             raise ValueError("points: a cost model needs at least one measured point")
-        self.points = {(int(b), int(c), int(p)): float(ms) for (b, c, p), ms in points.items()}
+        self.points = {(int(b), int(c), int(p)): float(ms) for (b, c, p), ms in points.items()}  # as measured
         self.meta = dict(meta or {})
-        keys = np.array(list(self.points), dtype=float)
-        ms = np.array(list(self.points.values()))
+        monotone = nondecreasing(self.points)
+        keys = np.array(list(monotone), dtype=float)
+        ms = np.array(list(monotone.values()))
         self.prefixes, self.batches, self.chunks = (np.unique(keys[:, i]) for i in (2, 0, 1))
         # With one measured prefix the b*prefix term is indistinguishable from the b term: leave it out.
         columns = [0, 1, 2, 3] + ([4] if len(self.prefixes) > 1 else [])
@@ -73,7 +107,7 @@ class CostModel:
         coef = nonnegative_lstsq(x / ms[:, None], np.ones_like(ms), columns)
         self.coef = dict(zip(TERMS, coef.tolist()))
         self._residual = np.zeros((len(self.prefixes), len(self.batches), len(self.chunks)))
-        for (b, c, p), value in self.points.items():
+        for (b, c, p), value in monotone.items():
             index = tuple(np.searchsorted(axis, v) for axis, v in ((self.prefixes, p), (self.batches, b),
                                                                       (self.chunks, c)))
             self._residual[index] = value - self.fit(b, c, p)

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from optimus_backend.cost_model import CostModel, cache_name, nonnegative_lstsq, plot
+from optimus_backend.cost_model import CostModel, cache_name, nondecreasing, nonnegative_lstsq, plot
 
 TRUE = {"a": 4.0, "alpha": 0.02, "beta": 0.3, "gamma": 0.05, "delta": 0.001}
 GRID = [(b, c, p) for b in (1, 4, 16, 64) for c in (1, 4, 16, 32) for p in (128, 512, 2048)]
@@ -35,12 +35,32 @@ def test_exact_where_measured_interpolated_between_and_fit_slope_outside():
     rng = np.random.default_rng(0)
     points = {key: smooth(*key) * rng.uniform(0.8, 1.2) for key in GRID}
     model = CostModel(points)
-    for key, ms in points.items():
+    for key, ms in nondecreasing(points).items():  # measured, less the noise that made a larger step cheaper
         assert model.predict(*key) == pytest.approx(ms)
     low, high = model.predict(16, 16, 512), model.predict(16, 32, 512)
     assert min(low, high) <= model.predict(16, 24, 512) <= max(low, high)
     edge = model.predict(64, 32, 2048)
     assert model.predict(128, 32, 2048) - edge == pytest.approx(model.fit(128, 32, 2048) - model.fit(64, 32, 2048))
+
+
+def test_a_step_measured_cheaper_than_a_smaller_one_is_pooled_with_it(tmp_path):
+    """Noise that makes a larger c or b look cheaper than a smaller one is pooled (the two cells get their mean), so
+    predictions never fall as c or b grows at the measured points; the saved profile keeps what was measured."""
+    points = {key: smooth(*key) for key in GRID}
+    low, high = (16, 16, 512), (16, 4, 512)
+    points[high] = points[low] * 1.3  # c = 4 measured 30% above c = 16 at b = 16
+    model = CostModel(points)
+    assert model.predict(*high) == pytest.approx(model.predict(*low))
+    for p in (128, 512, 2048):
+        for b in (1, 4, 16, 64):
+            row = [model.predict(b, c, p) for c in (1, 4, 16, 32)]
+            assert row == sorted(row)
+        for c in (1, 4, 16, 32):
+            column = [model.predict(b, c, p) for b in (1, 4, 16, 64)]
+            assert column == sorted(column)
+    assert model.predict(16, 32, 512) == pytest.approx(smooth(16, 32, 512))  # cells in order stay exact
+    saved = CostModel.load(model.save(tmp_path / "profile.json"))
+    assert saved.points[high] == points[high]
 
 
 def test_single_prefix_profile_ignores_the_prefix_term():
