@@ -73,19 +73,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True)
 
 
-def bench_args(args: argparse.Namespace, shape: str) -> argparse.Namespace:
+def bench_args(shape: str, replay: Path, max_running: int, out: Path, changing: str = "") -> argparse.Namespace:
+    """``optimus bench``'s arguments for the in-process engine of a random-weight shape replaying ``replay``."""
     parser = argparse.ArgumentParser()
     bench.add_arguments(parser)
-    return parser.parse_args(["--shape", shape, "--path", "in-process", "--replay", str(args.replay), "--ignore-eos",
-                              "--max-running", str(args.max_running), "--changing", args.changing,
-                              "--out", str(args.out)])
+    return parser.parse_args(["--shape", shape, "--path", "in-process", "--replay", str(replay), "--ignore-eos",
+                              "--max-running", str(max_running), "--changing", changing, "--out", str(out)])
 
 
 def run_shape(args: argparse.Namespace, shape: str, deadline: float, results: Results, log) -> None:
     """Every mode's sweep and offline rows for one shape, each mode with an equal share of the time left."""
     from optimus_backend.checkpoint import SHAPES as DIMS
 
-    bargs = bench_args(args, shape)
+    bargs = bench_args(shape, args.replay, args.max_running, args.out, args.changing)
     prompts = token_prompts(DIMS[shape]["vocab_size"], args.prompt_len, 64)
     spec = PointSpec(prompts, {"max_tokens": args.max_tokens, "ignore_eos": True}, args.duration, args.drain,
                      args.slo_ms)

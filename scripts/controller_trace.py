@@ -29,7 +29,7 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    run_args = bench_args(argparse.Namespace(replay=args.replay, max_running=128, out=args.out), args.shape)
+    run_args = bench_args(args.shape, args.replay, 128, args.out)
     prompts = token_prompts(SHAPES[args.shape]["vocab_size"], args.prompt_len, 64)
     params = {"max_tokens": args.max_tokens, "ignore_eos": True}
     spec = PointSpec(prompts, params, args.duration, 15.0, 50.0)
