@@ -208,15 +208,21 @@ def capacity_row(labels: dict, rows: list[dict], slo_ms: float) -> dict:
             "max_throughput_tok_s": max(r["throughput_tok_s"] for r in rows)}
 
 
-def write_outputs(out: Path, results: ModeResults, capacity: list[dict], slo_ms: float, title: str,
-                  preamble: str) -> str:
-    """CSV files, then plots and summary.md from them; returns the headline Markdown."""
+def write_csvs(out: Path, results: ModeResults, capacity: list[dict]) -> None:
+    """``sweep.csv``, ``capacity.csv``, ``offline.csv`` and, with changing loads, ``changing.csv`` and
+    ``timeline.csv``."""
     report.write_csv(results.sweep, report.SWEEP_COLUMNS, out / "sweep.csv")
     report.write_csv(capacity, report.CAPACITY_COLUMNS, out / "capacity.csv")
     report.write_csv(results.offline, report.OFFLINE_COLUMNS, out / "offline.csv")
     if results.changing:
         report.write_csv(results.changing, report.CHANGING_COLUMNS, out / "changing.csv")
         report.write_csv(results.timeline, report.TIMELINE_COLUMNS, out / "timeline.csv")
+
+
+def write_outputs(out: Path, results: ModeResults, capacity: list[dict], slo_ms: float, title: str,
+                  preamble: str) -> str:
+    """CSV files, then plots and summary.md from them; returns the headline Markdown."""
+    write_csvs(out, results, capacity)
     return report.render(out, slo_ms, title, preamble)
 
 

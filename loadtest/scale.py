@@ -36,20 +36,12 @@ class Results:
 
     def __init__(self, out: Path):
         self.out = out
-        self.sweep: list[dict] = []
+        self.engine = bench.ModeResults([], [])  # every mode's rows of every shape
         self.capacity: list[dict] = []
-        self.offline: list[dict] = []
         self.hf: list[dict] = []
-        self.changing: list[dict] = []
-        self.timeline: list[dict] = []
 
     def save(self) -> None:
-        report.write_csv(self.sweep, report.SWEEP_COLUMNS, self.out / "sweep.csv")
-        report.write_csv(self.capacity, report.CAPACITY_COLUMNS, self.out / "capacity.csv")
-        report.write_csv(self.offline, report.OFFLINE_COLUMNS, self.out / "offline.csv")
-        if self.changing:
-            report.write_csv(self.changing, report.CHANGING_COLUMNS, self.out / "changing.csv")
-            report.write_csv(self.timeline, report.TIMELINE_COLUMNS, self.out / "timeline.csv")
+        bench.write_csvs(self.out, self.engine, self.capacity)
         if self.hf:
             report.write_csv(self.hf, list(self.hf[0]), self.out / "hf.csv")
 
@@ -104,10 +96,7 @@ def run_shape(args: argparse.Namespace, shape: str, deadline: float, results: Re
             log(f"{shape} {mode} failed:\n{traceback.format_exc()}")
             continue
         rows, offline = measured.sweep, measured.offline
-        results.sweep += rows
-        results.offline += offline
-        results.changing += measured.changing
-        results.timeline += measured.timeline
+        results.engine.merge(measured)
         results.capacity.append(bench.capacity_row(labels, rows, args.slo_ms))
         results.save()
         for row in measured.changing:
