@@ -1,4 +1,5 @@
-"""Diagnostics: one open-loop rate point of one mode on a random-weight shape (acceptance replayed), then every
+"""Diagnostics: one open-loop rate point of one mode on a random-weight shape (acceptance replayed), optionally
+followed by one offline batch (``--offline B``: B requests at once, as the benchmark's offline rows run), then every
 step record the controller kept (batch, chunk, prefill tokens, predicted and measured ms, committed) as JSON.
 
     python3 scripts/controller_trace.py --replay docs/benchmarks/acceptance-synthetic.json --rate 64 --out $OUT
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from loadtest import bench
 from loadtest.driver import PointSpec, run_point
+from loadtest.offline import measure_batch
 from loadtest.scale import bench_args
 from loadtest.workload import token_prompts
 from optimus_backend.checkpoint import SHAPES
@@ -27,6 +29,7 @@ def main() -> int:
     parser.add_argument("--prompt-len", type=int, default=256)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--offline", type=int, default=0, help="requests of the offline batch after the rate point")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     run_args = bench_args(args.shape, args.replay, 128, args.out)
@@ -38,13 +41,16 @@ def main() -> int:
             bench.warm_up(target, prompts, params, 64)
             first = target.engine.steps
             row = run_point(target, args.rate, spec)
+            offline_first = target.engine.steps
+            offline = measure_batch(target, prompts, params, args.offline) if args.offline else None
             controller = target.engine.controller
             records = [dataclasses.asdict(r) for r in controller.history if r.step >= first]
             del target  # the next mode's engine needs this one's GPU memory
-        print(f"{mode}: {row['throughput_tok_s']:.0f} tok/s, {len(records)} steps", flush=True)
+        offline_note = f", offline {offline['tokens_per_s']:.0f} tok/s" if offline else ""
+        print(f"{mode}: {row['throughput_tok_s']:.0f} tok/s{offline_note}, {len(records)} steps", flush=True)
         factors = getattr(controller, "time_factors", None)
-        trace = {"mode": mode, "row": row, "records": records,
-                 "time_factors": None if factors is None else factors().tolist()}
+        trace = {"mode": mode, "row": row, "offline": offline, "offline_first_step": offline_first,
+                 "records": records, "time_factors": None if factors is None else factors().tolist()}
         del controller
         (args.out / f"trace_{mode.replace(':', '')}.json").write_text(json.dumps(trace))
     return 0
