@@ -30,7 +30,10 @@ from the profiled cost model and E[c] (committed tokens per request per step at 
   at the profile's (one slow step, a collection or a compile on first use, can't price a c out, the first one
   included). A profile made on another machine can be off by a
   different factor at each c. A c not yet run takes the factor interpolated in log c between the nearest c that
-  ran (the nearest one's beyond them): profile errors change smoothly with c.
+  ran (the nearest one's beyond them): profile errors change smoothly with c. The factors are learned per batch
+  range (powers of two): the host's part of a step, which the profile leaves out, makes a step at a small batch
+  1.3-1.5x its profile and one at 64 requests ~1.1x, so a factor learned in the first steps at small batches priced
+  its c out at large ones. A range where no c ran yet takes the nearest range's factors.
 - With a TPOT SLO, c must keep T(b, c)/E[c] <= SLO by the lower bound of E (so exploration never gambles with the
   SLO) when some candidate does. At a fixed b the throughput-best c is also the TPOT-best (b is common to all
   candidates), so the SLO acts mostly through admission: ``can_admit`` says whether one more request still leaves
@@ -63,6 +66,7 @@ LATENCY_ALPHA = 0.05  # least weight of one step in the measured / profiled step
 RATIO_BAND = 1.2  # a step's measured / profiled ratio counts as at most this far from the recent median's
 RATIO_WINDOW = 9  # steps in that median
 PREFIX_BUCKET = 64  # step-time predictions are cached per batch and prefix bucket
+BATCH_RANGES = 10  # step-time factors are learned per batch range [2**k, 2**(k+1)), k < BATCH_RANGES (the last open)
 
 
 @dataclass(frozen=True)
@@ -146,14 +150,16 @@ class ElasticController(ChunkController):
         self.count = np.zeros(block_size)  # requests' worth of information behind each estimate when last observed
         self.seen = np.zeros(block_size)  # step of the last observation
         self.surprise = 1.0  # fast moving average of observed / estimated E at the chosen c
-        self.learned_factor = np.ones(block_size)  # measured / profiled step time of each c that ran, index c - 1
-        self.latency_steps = np.zeros(block_size)  # steps without prefill each c ran
+        # measured / profiled step time of each c that ran, and the steps without prefill it ran, per batch range
+        self.learned_factor = np.ones((BATCH_RANGES, block_size))
+        self.latency_steps = np.zeros((BATCH_RANGES, block_size))
         # of the last steps without prefill, any c; it starts as the profile's, so that the first steps' ratios are
         # held near it too (a kernel autotuned or compiled on first use makes a step many times slower)
         self._recent_ratios: deque[float] = deque([1.0] * RATIO_WINDOW, maxlen=RATIO_WINDOW)
         self._log_chunks = np.log(self._chunk_values)
-        self._factors: np.ndarray | None = None  # time_factors() as of ``_factors_step`` observed steps
+        self._factors: dict[int, np.ndarray] = {}  # time_factors() per batch range as of ``_factors_step`` steps
         self._factors_step = -1
+        self._last_batch = 1  # the batch of the last observed step
         self.steps = 0
         self._previous_chunk: int | None = None  # the c of the last observed step
         self._curves: dict[tuple[int, int | None], Callable] = {}  # (batch, prefix bucket) -> T as a function of c
@@ -231,19 +237,31 @@ class ElasticController(ChunkController):
         it); predicted is it times each c's measured / profiled factor (``time_factors``)."""
         tokens = batch * self.candidates if step_tokens is None else step_tokens(self.candidates)
         profiled = self.profiled(batch, np.maximum(tokens, 1), prefix)
-        return profiled * self.time_factors(), profiled
+        return profiled * self.time_factors(batch), profiled
 
-    def time_factors(self) -> np.ndarray:
-        """Each c's measured / profiled step time: learned for a c that ran, interpolated in log c between the
-        nearest c that ran for one that has not, the nearest one's beyond them (1 before any c ran)."""
+    @staticmethod
+    def batch_range(batch: int) -> int:
+        """The batch range whose step-time factors price a step of ``batch`` requests."""
+        return min(max(int(batch), 1).bit_length() - 1, BATCH_RANGES - 1)
+
+    def time_factors(self, batch: int) -> np.ndarray:
+        """Each c's measured / profiled step time at ``batch`` requests: learned in its batch range for a c that ran
+        there, interpolated in log c between the nearest c that ran there for one that has not, the nearest one's
+        beyond them; the nearest range's where no c ran in this one (1 before any c ran)."""
         if self._factors_step != self.steps:
-            ran = self.latency_steps > 0
-            self._factors = self.learned_factor.copy()
-            if ran.any() and not ran.all():
-                log_factors = np.interp(self._log_chunks, self._log_chunks[ran], np.log(self.learned_factor[ran]))
-                self._factors[~ran] = np.exp(log_factors[~ran])
-            self._factors_step = self.steps
-        return self._factors
+            self._factors, self._factors_step = {}, self.steps
+        wanted = self.batch_range(batch)
+        if wanted not in self._factors:
+            ran_ranges = np.flatnonzero(self.latency_steps.any(axis=1))
+            factors = np.ones(len(self.candidates))
+            if len(ran_ranges):
+                k = int(ran_ranges[np.argmin(np.abs(ran_ranges - wanted))])
+                ran, factors = self.latency_steps[k] > 0, self.learned_factor[k].copy()
+                if not ran.all():
+                    log_factors = np.interp(self._log_chunks, self._log_chunks[ran], np.log(factors[ran]))
+                    factors[~ran] = np.exp(log_factors[~ran])
+            self._factors[wanted] = factors
+        return self._factors[wanted]
 
     def choose(self, batch: int, prefix: float | None = None,
                step_tokens: Callable[[np.ndarray], np.ndarray] | None = None) -> int:
@@ -268,7 +286,7 @@ class ElasticController(ChunkController):
 
     def prepare(self) -> None:
         self.decision_bounds()
-        self.time_factors()
+        self.time_factors(self._last_batch)
 
     def observe(self, record: StepRecord) -> None:
         record = self.completed(record)
@@ -284,11 +302,13 @@ class ElasticController(ChunkController):
             self._recent_ratios.append(ratio)
             usual = float(np.median(self._recent_ratios))  # one slow step (a collection) can't price a c out
             ratio = min(max(ratio, usual / RATIO_BAND), usual * RATIO_BAND)
-            own = self.time_factors()[i]  # a c's first step starts from its interpolated factor
-            weight = max(LATENCY_ALPHA, 1.0 / (self.latency_steps[i] + 3.0))  # the prior counts as two steps
-            self.learned_factor[i] = own + weight * (ratio - own)
-            self.latency_steps[i] += 1
+            k = self.batch_range(record.batch)
+            own = self.time_factors(record.batch)[i]  # a c's first step in a range starts from its interpolated factor
+            weight = max(LATENCY_ALPHA, 1.0 / (self.latency_steps[k, i] + 3.0))  # the prior counts as two steps
+            self.learned_factor[k, i] = own + weight * (ratio - own)
+            self.latency_steps[k, i] += 1
             self._factors_step = -1
+        self._last_batch = record.batch
         n = self.requests()[i]
         value = record.committed_tokens / record.batch
         b = record.batch * (switch_share(record.chunk, self._previous_chunk) if n <= 0 else 1.0)  # requests' worth

@@ -18,6 +18,7 @@ from loadtest.offline import measure_batch
 from loadtest.scale import bench_args
 from loadtest.workload import token_prompts
 from optimus_backend.checkpoint import SHAPES
+from optimus_backend.controller import BATCH_RANGES
 
 
 def main() -> int:
@@ -48,9 +49,10 @@ def main() -> int:
             del target  # the next mode's engine needs this one's GPU memory
         offline_note = f", offline {offline['tokens_per_s']:.0f} tok/s" if offline else ""
         print(f"{mode}: {row['throughput_tok_s']:.0f} tok/s{offline_note}, {len(records)} steps", flush=True)
-        factors = getattr(controller, "time_factors", None)
+        factors = getattr(controller, "time_factors", None)  # per batch range [2**k, 2**(k+1))
+        ranges = range(BATCH_RANGES) if factors is not None else ()
         trace = {"mode": mode, "row": row, "offline": offline, "offline_first_step": offline_first,
-                 "records": records, "time_factors": None if factors is None else factors().tolist()}
+                 "records": records, "time_factors": {2**k: factors(2**k).tolist() for k in ranges}}
         del controller
         (args.out / f"trace_{mode.replace(':', '')}.json").write_text(json.dumps(trace))
     return 0
