@@ -43,6 +43,7 @@ from the profiled cost model and E[c] (committed tokens per request per step at 
 from __future__ import annotations
 
 import dataclasses
+import statistics
 from collections import deque
 from dataclasses import dataclass
 from typing import Callable
@@ -160,6 +161,7 @@ class ElasticController(ChunkController):
         self._factors: dict[int, np.ndarray] = {}  # time_factors() per batch range as of ``_factors_step`` steps
         self._factors_step = -1
         self._last_batch = 1  # the batch of the last observed step
+        self._ranges_run: set[int] = set()  # batch ranges where some c ran
         self.steps = 0
         self._previous_chunk: int | None = None  # the c of the last observed step
         self._curves: dict[tuple[int, int | None], Callable] = {}  # (batch, prefix bucket) -> T as a function of c
@@ -252,10 +254,9 @@ class ElasticController(ChunkController):
             self._factors, self._factors_step = {}, self.steps
         wanted = self.batch_range(batch)
         if wanted not in self._factors:
-            ran_ranges = np.flatnonzero(self.latency_steps.any(axis=1))
             factors = np.ones(len(self.candidates))
-            if len(ran_ranges):
-                k = int(ran_ranges[np.argmin(np.abs(ran_ranges - wanted))])
+            if self._ranges_run:
+                k = min(self._ranges_run, key=lambda r: abs(r - wanted))
                 ran, factors = self.latency_steps[k] > 0, self.learned_factor[k].copy()
                 if not ran.all():
                     log_factors = np.interp(self._log_chunks, self._log_chunks[ran], np.log(factors[ran]))
@@ -300,13 +301,14 @@ class ElasticController(ChunkController):
                         else self.cost_model.predict(record.batch, record.chunk))
             ratio = record.measured_ms / profiled
             self._recent_ratios.append(ratio)
-            usual = float(np.median(self._recent_ratios))  # one slow step (a collection) can't price a c out
+            usual = statistics.median(self._recent_ratios)  # one slow step (a collection) can't price a c out
             ratio = min(max(ratio, usual / RATIO_BAND), usual * RATIO_BAND)
             k = self.batch_range(record.batch)
             own = self.time_factors(record.batch)[i]  # a c's first step in a range starts from its interpolated factor
             weight = max(LATENCY_ALPHA, 1.0 / (self.latency_steps[k, i] + 3.0))  # the prior counts as two steps
             self.learned_factor[k, i] = own + weight * (ratio - own)
             self.latency_steps[k, i] += 1
+            self._ranges_run.add(k)
             self._factors_step = -1
         self._last_batch = record.batch
         n = self.requests()[i]
