@@ -316,7 +316,10 @@ class ElasticController(ChunkController):
         b = record.batch * (switch_share(record.chunk, self._previous_chunk) if n <= 0 else 1.0)  # requests' worth
         self._previous_chunk = record.chunk
         if n * FAST_ALPHA >= 1.0 and self.estimate[i] > 0:
-            weight = min(1.0 - (1.0 - FAST_ALPHA) ** b, MAX_SURPRISE_STEP_WEIGHT)
+            # windows cut short (a request's last slots, a block's end) commit less than E[c] says: such a step is
+            # weaker evidence of a shift, in proportion to the decode tokens it fed
+            full = min((record.fed_tokens - record.prefill_tokens) / (record.batch * record.chunk), 1.0)
+            weight = min(1.0 - (1.0 - FAST_ALPHA) ** b, MAX_SURPRISE_STEP_WEIGHT) * max(full, 0.0)
             self.surprise += weight * (value / self.estimate[i] - self.surprise)
             if abs(self.surprise - 1.0) > self.drift:  # acceptance shifted: forget every other c
                 self.count[:], self.surprise = 0.0, 1.0

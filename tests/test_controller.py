@@ -390,6 +390,27 @@ def test_a_step_time_factor_learned_at_a_small_batch_does_not_price_a_large_one(
     assert controller.time_factors(8)[best - 1] > 1.2  # what was learned at batch 8 stays there
 
 
+def test_a_drain_of_cut_windows_is_not_taken_for_an_acceptance_shift(cost):
+    """Seen on an H200: a load drained through 8, 5, 4, 3, 2, 1 requests in their last block, whose windows fed about
+    a third of c and committed about a third of E[c], and the drift check forgot every estimate, so the next load
+    re-explored c = 2-16. Steps of cut windows are weak evidence: the estimates stay. The same commits from full
+    windows are a shift."""
+    rng = np.random.default_rng(4)
+
+    def drained(fed_share: float) -> float:
+        controller = ElasticController(cost, B)
+        chunk = run(controller, 64, EASY, 300, rng)[-1]  # the drain keeps the well-known c
+        known = controller.requests().sum()
+        for step, batch in enumerate((8, 5, 4, 3, 2, 1, 1), start=300):
+            committed = int(round(batch * EASY[chunk - 1] / 3))
+            fed = max(int(batch * chunk * fed_share), batch)
+            controller.observe(StepRecord(step, batch, chunk, fed, committed, step_ms(batch, chunk)))
+        return controller.requests().sum() / known
+
+    assert drained(fed_share=0.3) > 0.5  # cut windows: the estimates are kept
+    assert drained(fed_share=1.0) < 0.1  # full windows committing a third as much: forgotten
+
+
 def test_one_slow_step_does_not_price_a_chunk_out(cost):
     """The first step at the best c runs 3x slower than it should (a late compile, a collection): one step moves a
     c's time factor only a little, so the c is still chosen once its normal steps are seen."""
