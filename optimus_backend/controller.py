@@ -22,7 +22,9 @@ from the profiled cost model and E[c] (committed tokens per request per step at 
   biased, the more so the larger the switch. Counted in full, it would give a c tried once a narrow bound around a
   wrong value, and that c would not be tried again.
 - The surprise, a fast moving average of observed / estimated E over the steps (whatever their c), detects a
-  shift in acceptance: when it leaves 1 by more than ``drift``, every other estimate is forgotten.
+  shift in acceptance: when it leaves 1 by more than ``drift``, every other estimate is forgotten. A step counts in
+  it by the share of b * c decode tokens it fed: windows cut short (the last steps of a draining load) commit less
+  without any shift.
 - T(b, c) is the profile at the tokens the step really runs (a c that leaves a CUDA graph bucket part empty pays
   for all of it, so c that fill a bucket win), times that c's measured / profiled step time over the steps without
   prefill (a step's prefill is paid whichever c runs, so it is kept out): a running mean over the c's first steps,
@@ -316,8 +318,6 @@ class ElasticController(ChunkController):
         b = record.batch * (switch_share(record.chunk, self._previous_chunk) if n <= 0 else 1.0)  # requests' worth
         self._previous_chunk = record.chunk
         if n * FAST_ALPHA >= 1.0 and self.estimate[i] > 0:
-            # windows cut short (a request's last slots, a block's end) commit less than E[c] says: such a step is
-            # weaker evidence of a shift, in proportion to the decode tokens it fed
             full = min((record.fed_tokens - record.prefill_tokens) / (record.batch * record.chunk), 1.0)
             weight = min(1.0 - (1.0 - FAST_ALPHA) ** b, MAX_SURPRISE_STEP_WEIGHT) * max(full, 0.0)
             self.surprise += weight * (value / self.estimate[i] - self.surprise)
