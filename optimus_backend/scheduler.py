@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from collections import deque
 from typing import Callable
 
@@ -65,8 +67,7 @@ class Scheduler:
         def step_tokens(chunks: np.ndarray) -> np.ndarray:
             if self.prefix_reuse and decoding:
                 frames.update((r.request_id, r.frame(self.out_block)) for r in decoding)
-                _, tail, room = np.array(list(frames.values())).T
-                fed = np.minimum(tail[:, None] + chunks[None, :], room[:, None]).sum(axis=0)
+                fed = fed_tokens(list(frames.values()), chunks)
             else:
                 fed = max(len(decoding), 1) * chunks
             if self.padded_tokens is None:
@@ -83,3 +84,18 @@ class Scheduler:
         elif request in self.waiting:
             self.waiting.remove(request)
         self.kv.release(request.request_id)
+
+
+def fed_tokens(frames: list[tuple[int, int, int]], chunks: np.ndarray) -> np.ndarray:
+    """Tokens a step feeds for each chunk size: the sum over the requests' frames (first MASK, tail, room) of
+    min(tail + c, room), from the sorted room left after each tail. Plain Python on purpose: numpy lets go of the
+    GIL during an operation on more than a few hundred elements (a [requests, chunks] array), and when another
+    thread is runnable then (one handling the last step's deltas), the engine thread waits for it."""
+    spare = sorted(room - tail for _, tail, room in frames)  # min(tail + c, room) = tail + min(c, spare)
+    spare_sums = list(itertools.accumulate(spare, initial=0))
+    tails, count = sum(tail for _, tail, _ in frames), len(spare)
+    fed = []
+    for c in chunks.tolist():
+        below = bisect.bisect_left(spare, c)  # requests whose spare is under c
+        fed.append(tails + spare_sums[below] + c * (count - below))
+    return np.array(fed)
