@@ -178,19 +178,26 @@ def _ratio(a: float, b: float) -> str:
 
 
 def _ratios_by_level(rows: list[dict], level: str, value: str) -> list[str]:
-    """Markdown rows: at each load level, elastic over AR, over BD and over the best fixed chunk there."""
+    """Markdown rows: at each load level, elastic over AR, over BD and over the best fixed chunk there; then each
+    ratio's mean over the levels (the issue's "averaged over the sweep")."""
     lines = []
     for model in dict.fromkeys(r["model"] for r in rows if r["mode"] == "elastic"):
         group = [r for r in rows if r["model"] == model]
+        ratios: dict[str, list[float]] = {"ar": [], "bd": [], "best": []}
         for lvl in sorted({float(r[level]) for r in group}):
             at = {r["mode"]: float(r[value]) for r in group if float(r[level]) == lvl}
             if "elastic" not in at:
                 continue
             fixed = {m: v for m, v in at.items() if m.startswith("chunk:")}
             best = max(fixed, key=fixed.get) if fixed else None
+            for key, other in (("ar", at.get("ar")), ("bd", at.get("bd")), ("best", fixed.get(best))):
+                if other:
+                    ratios[key].append(at["elastic"] / other)
             lines.append(f"| {model} | {lvl:g} | {at['elastic']:.1f} | {_ratio(at['elastic'], at.get('ar', math.nan))} "
                          f"| {_ratio(at['elastic'], at.get('bd', math.nan))} "
                          f"| {_ratio(at['elastic'], fixed[best]) if best else '—'} ({best or '—'}) |")
+        means = {key: f"{sum(v) / len(v):.2f}x" if v else "—" for key, v in ratios.items()}
+        lines.append(f"| {model} | mean | — | {means['ar']} | {means['bd']} | {means['best']} |")
     return lines
 
 

@@ -157,6 +157,18 @@ def test_summary_capacity_and_slo():
     assert math.isnan(row["schedule_ms_per_step"])  # a target without the engine's totals (the Triton path)
 
 
+def test_headline_ratios_per_level_and_their_mean_over_the_sweep():
+    """Each load level's elastic/AR, elastic/BD and elastic/best fixed chunk, then their means over the levels."""
+    values = {1: {"elastic": 300.0, "ar": 100.0, "bd": 200.0, "chunk:8": 250.0, "chunk:16": 300.0},
+              4: {"elastic": 800.0, "ar": 400.0, "bd": 1000.0, "chunk:8": 800.0, "chunk:16": 400.0}}
+    rows = [{"model": "m", "mode": mode, "batch": batch, "tokens_per_s": value}
+            for batch, modes in values.items() for mode, value in modes.items()]
+    lines = report._ratios_by_level(rows, "batch", "tokens_per_s")
+    assert lines[0] == "| m | 1 | 300.0 | 3.00x | 1.50x | 1.00x (chunk:16) |"
+    assert lines[1] == "| m | 4 | 800.0 | 2.00x | 0.80x | 1.00x (chunk:8) |"
+    assert lines[2] == "| m | mean | — | 2.50x | 1.15x | 1.00x |"
+
+
 def test_replay_rule_follows_the_recorded_statistics(tmp_path):
     stats = {"block_size": 8, "committed_per_visible": {"1": {"1": 5}, "4": {"1": 1, "3": 3}},
              "commit_positions_per_visible": {"1": [5], "4": [4, 3, 3, 0]}}
