@@ -97,34 +97,41 @@ def step_over_predicted(samples: list[dict]) -> float:
     return float(np.median(ratios)) if ratios else float("nan")
 
 
-def step_totals(first: dict, last: dict) -> tuple[int, float, float] | None:
-    """(steps, whole-step ms, forward ms) the engine ran between two stats snapshots; None where the target's stats
-    don't carry the engine's step totals (the Triton path) or no step ran."""
+def step_totals(first: dict, last: dict) -> tuple[int, float, float, float] | None:
+    """(steps, whole-step ms, forward ms, scheduling ms) the engine ran between two stats snapshots; None where the
+    target's stats don't carry the engine's step totals (the Triton path) or no step ran."""
     if "total_step_ms" not in first or "total_step_ms" not in last or last["steps"] == first["steps"]:
         return None
     return (last["steps"] - first["steps"], last["total_step_ms"] - first["total_step_ms"],
-            last["total_forward_ms"] - first["total_forward_ms"])
+            last["total_forward_ms"] - first["total_forward_ms"],
+            last["total_schedule_ms"] - first["total_schedule_ms"])
+
+
+def _sampled_totals(samples: list[dict]) -> tuple[int, float, float, float] | None:
+    """``step_totals`` between the first and last sample that carry the engine's step totals."""
+    timed = [s for s in samples if "total_step_ms" in s]
+    return step_totals(timed[0], timed[-1]) if timed else None
 
 
 def host_ms_per_step(samples: list[dict]) -> float:
     """Mean step time outside the runner's launch-to-collect span (scheduling, applying commits), the host time
     the GPU waits for, between the first and last sample that carry the engine's step totals; NaN where none do
     (the Triton path). Streaming the deltas overlaps the forward, inside that span."""
-    timed = [s for s in samples if "total_step_ms" in s]
-    totals = step_totals(timed[0], timed[-1]) if timed else None
+    totals = _sampled_totals(samples)
     if totals is None:
         return float("nan")
-    steps, step_ms, forward_ms = totals
+    steps, step_ms, forward_ms, _ = totals
     return (step_ms - forward_ms) / steps
 
 
 def schedule_ms_per_step(samples: list[dict]) -> float:
-    """Mean time per step spent choosing the chunk and planning the windows (part of ``host_ms_per_step``), between
-    the first and last sample that carry the engine's totals; NaN where none do."""
-    timed = [s for s in samples if "total_schedule_ms" in s]
-    if len(timed) < 2 or timed[-1]["steps"] == timed[0]["steps"]:
+    """Mean time per step spent choosing the chunk and planning the windows (part of ``host_ms_per_step``), over the
+    same span; NaN where no sample carries the engine's totals."""
+    totals = _sampled_totals(samples)
+    if totals is None:
         return float("nan")
-    return (timed[-1]["total_schedule_ms"] - timed[0]["total_schedule_ms"]) / (timed[-1]["steps"] - timed[0]["steps"])
+    steps, _, _, schedule_ms = totals
+    return schedule_ms / steps
 
 
 def meets_slo(row: dict, slo_ms: float) -> bool:

@@ -48,7 +48,7 @@ def step_accounting(before: dict, after: dict, elapsed: float) -> dict:
     if totals is None:
         nan = float("nan")
         return {"steps": nan, "step_ms_mean": nan, "forward_ms_mean": nan, "in_step_share": nan}
-    steps, step_ms, forward_ms = totals
+    steps, step_ms, forward_ms, _ = totals
     return {"steps": steps, "step_ms_mean": step_ms / steps, "forward_ms_mean": forward_ms / steps,
             "in_step_share": step_ms / 1e3 / elapsed}
 
