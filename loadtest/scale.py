@@ -73,14 +73,21 @@ def bench_args(shape: str, replay: Path, max_running: int, out: Path, changing: 
                               "--max-running", str(max_running), "--changing", changing, "--out", str(out)])
 
 
-def run_shape(args: argparse.Namespace, shape: str, deadline: float, results: Results, log) -> None:
-    """Every mode's sweep and offline rows for one shape, each mode with an equal share of the time left."""
+def shape_spec(shape: str, prompt_len: int, max_tokens: int, duration_s: float, drain_s: float,
+               slo_ms: float) -> PointSpec:
+    """A rate point's workload on a random-weight shape: 64 random prompts of ``prompt_len`` tokens, each asking
+    for ``max_tokens`` (EOS ignored)."""
     from optimus_backend.checkpoint import SHAPES as DIMS
 
+    prompts = token_prompts(DIMS[shape]["vocab_size"], prompt_len, 64)
+    return PointSpec(prompts, {"max_tokens": max_tokens, "ignore_eos": True}, duration_s, drain_s, slo_ms)
+
+
+def run_shape(args: argparse.Namespace, shape: str, deadline: float, results: Results, log) -> None:
+    """Every mode's sweep and offline rows for one shape, each mode with an equal share of the time left."""
     bargs = bench_args(shape, args.replay, args.max_running, args.out, args.changing)
-    prompts = token_prompts(DIMS[shape]["vocab_size"], args.prompt_len, 64)
-    spec = PointSpec(prompts, {"max_tokens": args.max_tokens, "ignore_eos": True}, args.duration, args.drain,
-                     args.slo_ms)
+    spec = shape_spec(shape, args.prompt_len, args.max_tokens, args.duration, args.drain, args.slo_ms)
+    prompts = spec.prompts
     rates = [float(r) for r in args.rates.split(",")]
     batches = [int(b) for b in args.batches.split(",")]
     modes = args.modes.split(",")

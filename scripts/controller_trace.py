@@ -13,11 +13,9 @@ import json
 from pathlib import Path
 
 from loadtest import bench
-from loadtest.driver import PointSpec, run_point
+from loadtest.driver import run_point
 from loadtest.offline import measure_batch
-from loadtest.scale import bench_args
-from loadtest.workload import token_prompts
-from optimus_backend.checkpoint import SHAPES
+from loadtest.scale import bench_args, shape_spec
 from optimus_backend.controller import BATCH_RANGES
 
 
@@ -34,9 +32,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     run_args = bench_args(args.shape, args.replay, 128, args.out)
-    prompts = token_prompts(SHAPES[args.shape]["vocab_size"], args.prompt_len, 64)
-    params = {"max_tokens": args.max_tokens, "ignore_eos": True}
-    spec = PointSpec(prompts, params, args.duration, 15.0, 50.0)
+    spec = shape_spec(args.shape, args.prompt_len, args.max_tokens, args.duration, 15.0, 50.0)
+    prompts, params = spec.prompts, spec.params
     for mode in args.modes.split(","):
         with bench.open_target(run_args, bench.mode_config(run_args, mode), args.out, 64) as target:
             bench.warm_up(target, prompts, params, 64)

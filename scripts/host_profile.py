@@ -15,10 +15,8 @@ import pstats
 from pathlib import Path
 
 from loadtest import bench
-from loadtest.driver import PointSpec, run_point
-from loadtest.scale import bench_args
-from loadtest.workload import token_prompts
-from optimus_backend.checkpoint import SHAPES
+from loadtest.driver import run_point
+from loadtest.scale import bench_args, shape_spec
 from optimus_backend.engine import Engine
 
 CALLS = ("step", "schedule", "choose", "plan", "launch", "collect", "_catch_up", "apply", "observe", "prepare")
@@ -63,9 +61,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     run_args = bench_args(args.shape, args.replay, 128, args.out)
-    prompts = token_prompts(SHAPES[args.shape]["vocab_size"], args.prompt_len, 64)
-    params = {"max_tokens": args.max_tokens, "ignore_eos": True}
-    spec = PointSpec(prompts, params, args.duration, 15.0, 50.0)
+    spec = shape_spec(args.shape, args.prompt_len, args.max_tokens, args.duration, 15.0, 50.0)
+    prompts, params = spec.prompts, spec.params
     profilers = profiled_loops()
     for mode in args.modes.split(","):
         with bench.open_target(run_args, bench.mode_config(run_args, mode), args.out, 64) as target:
