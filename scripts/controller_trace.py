@@ -1,6 +1,7 @@
 """Diagnostics: one open-loop rate point of one mode on a random-weight shape (acceptance replayed), optionally
-followed by one offline batch (``--offline B``: B requests at once, as the benchmark's offline rows run), then every
-step record the controller kept (batch, chunk, prefill tokens, predicted and measured ms, committed) as JSON.
+followed by offline batches (``--offline 4,16``: B requests at once, as the benchmark's offline rows run, one batch
+after the other), then every step record the controller kept (batch, chunk, prefill tokens, predicted and measured
+ms, committed) as JSON, with the elastic controller's E[c] estimates and their requests' worth as each batch began.
 
     python3 scripts/controller_trace.py --replay docs/benchmarks/acceptance-synthetic.json --rate 64 --out $OUT
 """
@@ -28,9 +29,10 @@ def main() -> int:
     parser.add_argument("--prompt-len", type=int, default=256)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--duration", type=float, default=5.0)
-    parser.add_argument("--offline", type=int, default=0, help="requests of the offline batch after the rate point")
+    parser.add_argument("--offline", default="", help="requests of each offline batch after the rate point (4,16)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
     run_args = bench_args(args.shape, args.replay, 128, args.out)
     spec = shape_spec(args.shape, args.prompt_len, args.max_tokens, args.duration, 15.0, 50.0)
     prompts, params = spec.prompts, spec.params
@@ -39,20 +41,28 @@ def main() -> int:
             bench.warm_up(target, prompts, params, 64)
             first = target.engine.steps
             row = run_point(target, args.rate, spec)
-            offline_first = target.engine.steps
-            offline = measure_batch(target, prompts, params, args.offline) if args.offline else None
             controller = target.engine.controller
+            offline = []
+            for batch in (int(b) for b in args.offline.split(",") if b):
+                offline.append({"first_step": target.engine.steps, **estimates(controller),
+                                **measure_batch(target, prompts, params, batch)})
             records = [dataclasses.asdict(r) for r in controller.history if r.step >= first]
             del target  # the next mode's engine needs this one's GPU memory
-        offline_note = f", offline {offline['tokens_per_s']:.0f} tok/s" if offline else ""
+        offline_note = "".join(f", offline b{o['batch']} {o['tokens_per_s']:.0f} tok/s" for o in offline)
         print(f"{mode}: {row['throughput_tok_s']:.0f} tok/s{offline_note}, {len(records)} steps", flush=True)
         factors = getattr(controller, "time_factors", None)  # per batch range [2**k, 2**(k+1))
         ranges = range(BATCH_RANGES) if factors is not None else ()
-        trace = {"mode": mode, "row": row, "offline": offline, "offline_first_step": offline_first,
-                 "records": records, "time_factors": {2**k: factors(2**k).tolist() for k in ranges}}
+        trace = {"mode": mode, "row": row, "offline": offline, "records": records, "time_factors": {2**k: factors(2**k).tolist() for k in ranges}}
         del controller
         (args.out / f"trace_{mode.replace(':', '')}.json").write_text(json.dumps(trace))
     return 0
+
+
+def estimates(controller) -> dict:
+    """The elastic controller's E[c] and the requests' worth behind each (nothing for a fixed one)."""
+    if not hasattr(controller, "estimate"):
+        return {}
+    return {"estimate": controller.estimate.tolist(), "requests": controller.requests().tolist()}
 
 
 if __name__ == "__main__":
