@@ -166,7 +166,9 @@ class ElasticController(ChunkController):
         self._ranges_run: set[int] = set()  # batch ranges where some c ran
         self.steps = 0
         self._previous_chunk: int | None = None  # the c of the last observed step
-        self._curves: dict[tuple[int, int | None], Callable] = {}  # (batch, prefix bucket) -> T as a function of c
+        self._tables: dict[tuple[int, int | None], np.ndarray] = {}  # (batch, prefix bucket) -> T at 0, 1, ... tokens
+        self._values: dict[int, np.ndarray] = {}  # decision_value() per batch range as of ``_values_step`` steps
+        self._values_step = -1
         self._bounds: tuple[np.ndarray, np.ndarray] | None = None  # bounds() as of ``_bounds_step`` observed steps
         self._bounds_step = -1
 
@@ -224,15 +226,21 @@ class ElasticController(ChunkController):
         return np.maximum(optimistic, 1e-6), np.minimum(np.maximum(lower, low), optimistic)
 
     def profiled(self, batch: int, tokens: np.ndarray, prefix: float | None = None) -> np.ndarray:
-        """The profile's T for steps of ``batch`` requests running ``tokens`` decode tokens in all."""
+        """The profile's T for steps of ``batch`` requests running ``tokens`` (integer) decode tokens in all: a
+        lookup in a table of T at every token count, made once per batch and prefix bucket (evaluating the curve
+        every step was a third of the choice's host time, which the device waits for)."""
         bucket = None if prefix is None else int(prefix) // PREFIX_BUCKET
         key = (batch, bucket)
-        if key not in self._curves:
-            if len(self._curves) > HISTORY_LEN:
-                self._curves.clear()
+        table = self._tables.get(key)
+        try:
+            return table[tokens]
+        except (TypeError, IndexError):  # no table yet (None), or one too short for these tokens
+            if len(self._tables) > HISTORY_LEN:
+                self._tables.clear()
             at = None if bucket is None else (bucket + 0.5) * PREFIX_BUCKET
-            self._curves[key] = self.cost_model.chunk_curve(batch, at)
-        return self._curves[key](tokens / batch)
+            size = max(int(np.max(tokens)), batch * len(self.candidates)) + 1
+            self._tables[key] = self.cost_model.chunk_curve(batch, at)(np.arange(size) / batch)
+            return self._tables[key][tokens]
 
     def step_times(self, batch: int, prefix: float | None = None,
                    step_tokens: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -269,17 +277,28 @@ class ElasticController(ChunkController):
     def choose(self, batch: int, prefix: float | None = None,
                step_tokens: Callable[[np.ndarray], np.ndarray] | None = None) -> int:
         batch = max(batch, 1)
-        times, profiled = self.step_times(batch, prefix, step_tokens)
-        optimistic, pessimistic = self.decision_bounds()
-        rate = optimistic / times  # committed tokens per request per ms; the factor b is common to all c
+        tokens = batch * self.candidates if step_tokens is None else step_tokens(self.candidates)
+        profiled = self.profiled(batch, np.maximum(tokens, 1), prefix)
+        rate = self.decision_value(batch) / profiled  # committed tokens per request per ms (b is common to all c)
+        factors = self.time_factors(batch)
         if self.tpot_slo_ms is not None:
-            keeps = times <= self.tpot_slo_ms * pessimistic  # exploration never gambles with the SLO
-            if keeps.any():
+            keeps = profiled * factors <= self.tpot_slo_ms * self.decision_bounds()[1]  # exploration never gambles
+            if keeps.any():  # with the SLO
                 rate = np.where(keeps, rate, -np.inf)
         index = int(np.argmax(rate))
-        chunk = int(self.candidates[index])
-        self.last_predicted_ms, self.last_profiled_ms = float(times[index]), float(profiled[index])
-        return chunk
+        self.last_profiled_ms = float(profiled[index])
+        self.last_predicted_ms = self.last_profiled_ms * float(factors[index])
+        return int(self.candidates[index])
+
+    def decision_value(self, batch: int) -> np.ndarray:
+        """Optimistic E[c] over each c's step-time factor at ``batch`` requests, once per observed step and batch
+        range: a step's rate at c is this over the profile's T, so a choice costs one division on the host."""
+        if self._values_step != self.steps:
+            self._values, self._values_step = {}, self.steps
+        wanted = self.batch_range(batch)
+        if wanted not in self._values:
+            self._values[wanted] = self.decision_bounds()[0] / self.time_factors(batch)
+        return self._values[wanted]
 
     def decision_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """``bounds()``, computed once per observed step."""
@@ -288,8 +307,7 @@ class ElasticController(ChunkController):
         return self._bounds
 
     def prepare(self) -> None:
-        self.decision_bounds()
-        self.time_factors(self._last_batch)
+        self.decision_value(self._last_batch)
 
     def observe(self, record: StepRecord) -> None:
         record = self.completed(record)
@@ -311,7 +329,7 @@ class ElasticController(ChunkController):
             self.learned_factor[k, i] = own + weight * (ratio - own)
             self.latency_steps[k, i] += 1
             self._ranges_run.add(k)
-            self._factors_step = -1
+            self._factors_step = self._values_step = -1
         self._last_batch = record.batch
         n = self.requests()[i]
         value = record.committed_tokens / record.batch

@@ -157,6 +157,30 @@ def test_pays_for_cuda_graph_padding(cost):
     assert predicted[chunk - 1] / profiled[chunk - 1] == pytest.approx(1.0, rel=0.01)  # padding is not slowness
 
 
+def test_the_choice_fast_path_matches_the_rate_of_every_candidate(cost):
+    """choose() reads the profile from a per-batch token table and divides precomputed optimistic E by it; that
+    must price every token count as the profile's curve does, past b * B too (a CUDA graph bucket's padding), and
+    pick the argmax of optimistic E / predicted T (``step_times``) whatever was learned before."""
+    rng = np.random.default_rng(3)
+    controller = ElasticController(cost, B)
+    for batch in (1, 7, 64):
+        tokens = rng.integers(1, batch * B * 3, size=50)
+        np.testing.assert_allclose(controller.profiled(batch, tokens), cost.chunk_curve(batch)(tokens / batch),
+                                   rtol=1e-12)
+    for step in range(200):
+        batch = int(rng.integers(1, 200))
+        windows = np.sort(rng.integers(1, B + 1, size=batch))  # spare room of each request's window
+        step_tokens = lambda chunks: np.array([int(np.minimum(windows, c).sum()) for c in chunks])
+        chunk = controller.choose(batch, step_tokens=step_tokens)
+        predicted = controller.step_times(batch, step_tokens=step_tokens)[0]
+        rate = controller.decision_bounds()[0] / predicted
+        assert rate[chunk - 1] == pytest.approx(rate.max(), rel=1e-12)
+        assert controller.last_predicted_ms == pytest.approx(predicted[chunk - 1], rel=1e-12)
+        committed = int(batch * EASY[chunk - 1])
+        measured_ms = step_ms(batch, chunk) * rng.uniform(0.8, 1.5)  # step-time factors that differ by c and range
+        controller.observe(StepRecord(step, batch, chunk, batch * chunk, committed, measured_ms))
+
+
 def test_prices_windows_cut_at_the_block_end(cost):
     """A request near its block's end feeds fewer than c positions: the controller prices the tokens the step really
     feeds, so large c are not overcharged (pricing b * c would pick a smaller c and lose)."""
@@ -257,9 +281,8 @@ def test_learns_a_profile_error_that_depends_on_c(cost):
             self.scale += 0.05 * (record.measured_ms / self.cost_model.predict(record.batch, record.chunk) - self.scale)
             super().observe(record)
 
-        def step_times(self, batch, prefix=None, step_tokens=None):
-            profiled = super().step_times(batch, prefix, step_tokens)[1]
-            return profiled * self.scale, profiled
+        def time_factors(self, batch):
+            return np.full(len(self.candidates), self.scale)
 
     batch = 64
     profile = np.array([step_ms(batch, c) for c in CHUNKS])
