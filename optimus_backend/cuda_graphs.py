@@ -2,8 +2,10 @@
 
 A step's packed metadata is copied into static buffers; the bucket is padded with one dummy request that
 owns the padding tokens (prefix 0, no KV writes) and empty requests after it. Every bucket is captured when
-the engine starts (largest first, each after an eager warm-up run that lets Triton pick its kernel configs), so
-no request ever waits for a capture; a kernel launch depends only on the bucket, never on the step's contents.
+the engine starts (largest first, each after an eager warm-up run that lets Triton pick its kernel configs) and
+replayed once (a graph's first launch uploads it, which made the first step of each bucket a few ms slower and
+priced the chunk sizes that reach a new bucket out of the elastic choice), so no request ever waits for a capture
+or an upload; a kernel launch depends only on the bucket, never on the step's contents.
 """
 
 from __future__ import annotations
@@ -127,5 +129,6 @@ class GraphedForward:
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, pool=self.pool):
             hidden = self._forward(static)
+        graph.replay()  # the first launch of a graph uploads it to the device (ms): here, not in a request's step
         self.pool = graph.pool()
         self.graphs[key] = (graph, hidden)
