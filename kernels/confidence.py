@@ -70,6 +70,29 @@ def _merge_chunks_kernel(
     tl.store(token_ptr + row, tl.min(tl.where(maxima == best, args, INT32_MAX), 0).to(tl.int64))
 
 
+def vocabulary_chunks(rows: int, vocab: int, device: torch.device, num_chunks: int | None = None) -> tuple[int, int]:
+    """(columns per chunk, chunks) of each row's vocabulary; by default enough programs for about four per
+    multiprocessor."""
+    block_v = min(MAX_BLOCK_V, triton.next_power_of_2(vocab))
+    if num_chunks is None:
+        num_chunks = min(triton.cdiv(4 * multiprocessor_count(device), rows), triton.cdiv(vocab, 4 * block_v))
+    chunk_len = triton.cdiv(triton.cdiv(vocab, max(num_chunks, 1)), block_v) * block_v
+    return chunk_len, triton.cdiv(vocab, chunk_len)
+
+
+def compile_variants(vocab: int, device: torch.device) -> list[int]:
+    """One row count for every differently compiled launch of `max_softmax` over `vocab` columns: the chunk count
+    decides whether partials are merged and the merge's power-of-two width, and Triton specializes integer
+    arguments equal to 1 or divisible by 16. The confidence runs outside the CUDA graphs, on however many rows a
+    step scores, so the engine runs these once at start: a compile inside a step stalls every running request."""
+    variants: dict[tuple, int] = {}
+    for rows in range(1, 4 * multiprocessor_count(device) + 2):  # past that, always one chunk
+        chunk_len, chunks = vocabulary_chunks(rows, vocab, device)
+        key = (chunks == 1, chunks % 16 == 0, triton.next_power_of_2(chunks), chunk_len % 16 == 0, chunk_len == 1)
+        variants.setdefault(key, rows)
+    return list(variants.values())
+
+
 def max_softmax(logits: Tensor, *, num_chunks: int | None = None) -> tuple[Tensor, Tensor]:
     """(max softmax probability fp32 [R], argmax int64 [R], first index on ties) of logits [R, V].
 
@@ -83,10 +106,7 @@ def max_softmax(logits: Tensor, *, num_chunks: int | None = None) -> tuple[Tenso
     if rows == 0:
         return confidence, token
     block_v = min(MAX_BLOCK_V, triton.next_power_of_2(vocab))
-    if num_chunks is None:
-        num_chunks = min(triton.cdiv(4 * multiprocessor_count(logits.device), rows), triton.cdiv(vocab, 4 * block_v))
-    chunk_len = triton.cdiv(triton.cdiv(vocab, max(num_chunks, 1)), block_v) * block_v
-    num_chunks = triton.cdiv(vocab, chunk_len)
+    chunk_len, num_chunks = vocabulary_chunks(rows, vocab, logits.device, num_chunks)
     part_max = part_sum = part_arg = confidence  # placeholders when one chunk writes the result
     if num_chunks > 1:
         part_max = torch.empty(rows * num_chunks, dtype=torch.float32, device=logits.device)

@@ -62,6 +62,18 @@ class StepRunner:
             max_pages = kv.pages_needed(model.config.max_position_embeddings)
             self.graphs = GraphedForward(model, *graph_limits, max_pages,
                                          lambda step: self.attention(step, model.config.block_size), self.pack([]))
+        if self.device.type == "cuda":
+            self.compile_scores()
+
+    def compile_scores(self) -> None:
+        """Scores once every row count that launches a differently compiled confidence kernel: scoring runs
+        outside the CUDA graphs on however many rows a step has, and a kernel compiled inside a step stalls every
+        running request for the compile's time."""
+        from kernels.confidence import compile_variants
+
+        weight = self.model.lm_head.weight
+        for rows in compile_variants(weight.shape[0], self.device):
+            self.kernels.lm_head_confidence(weight.new_zeros(rows, weight.shape[1]), weight)
 
     def pack(self, batch: list[tuple[Request, StepPlan]]) -> StepBatch:
         """Concatenates the windows; positions, KV slots and page tables are computed for the whole batch at once

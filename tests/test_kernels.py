@@ -190,6 +190,23 @@ def test_max_softmax_matches_reference(dtype, num_chunks, poisoned):
     assert result[1][4] == 100
 
 
+@pytest.mark.parametrize("vocab", [151936, 5000, 4096])
+def test_compile_variants_cover_every_row_count(vocab, monkeypatch):
+    """The row counts the engine scores at start launch every compiled configuration max_softmax can use (the
+    merge's power-of-two width, one chunk or several, Triton's integer specializations), for any row count."""
+    monkeypatch.setattr(confidence_kernels, "multiprocessor_count", lambda device: 132)  # an H100/H200's count
+    chunks = confidence_kernels.vocabulary_chunks
+
+    def launch(rows: int) -> tuple:
+        chunk_len, num_chunks = chunks(rows, vocab, torch.device("cpu"))
+        return num_chunks == 1, num_chunks % 16 == 0, 1 << (num_chunks - 1).bit_length(), chunk_len % 16, chunk_len == 1
+
+    variants = confidence_kernels.compile_variants(vocab, torch.device("cpu"))
+    warmed = {launch(rows) for rows in variants}
+    assert len(warmed) == len(variants)  # one row count per configuration
+    assert all(launch(rows) in warmed for rows in range(1, 5000))
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_lm_head_confidence_matches_reference(dtype, poisoned):
     hidden, weight = torch.randn(5, 32).to(dtype), torch.randn(3000, 32).to(dtype)
