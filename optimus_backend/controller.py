@@ -69,6 +69,7 @@ LATENCY_ALPHA = 0.05  # least weight of one step in the measured / profiled step
 RATIO_BAND = 1.2  # a step's measured / profiled ratio counts as at most this far from the recent median's
 RATIO_WINDOW = 9  # steps in that median
 PREFIX_BUCKET = 64  # step-time predictions are cached per batch and prefix bucket
+TABLES_KEPT = 512  # profile tables (T at every token count, a few thousand floats each) kept before a reset
 BATCH_RANGES = 10  # step-time factors are learned per batch range [2**k, 2**(k+1)), k < BATCH_RANGES (the last open)
 
 
@@ -235,7 +236,7 @@ class ElasticController(ChunkController):
         try:
             return table[tokens]
         except (TypeError, IndexError):  # no table yet (None), or one too short for these tokens
-            if len(self._tables) > HISTORY_LEN:
+            if len(self._tables) > TABLES_KEPT:
                 self._tables.clear()
             at = None if bucket is None else (bucket + 0.5) * PREFIX_BUCKET
             size = max(int(np.max(tokens)), batch * len(self.candidates)) + 1
