@@ -52,7 +52,8 @@ def main() -> int:
         print(f"{mode}: {row['throughput_tok_s']:.0f} tok/s{offline_note}, {len(records)} steps", flush=True)
         factors = getattr(controller, "time_factors", None)  # per batch range [2**k, 2**(k+1))
         ranges = range(BATCH_RANGES) if factors is not None else ()
-        trace = {"mode": mode, "row": row, "offline": offline, "records": records, "time_factors": {2**k: factors(2**k).tolist() for k in ranges}}
+        trace = {"mode": mode, "row": row, "offline": offline, "records": records,
+                 "time_factors": {2**k: factors(2**k).tolist() for k in ranges}}
         del controller
         (args.out / f"trace_{mode.replace(':', '')}.json").write_text(json.dumps(trace))
     return 0
