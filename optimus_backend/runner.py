@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import Tensor
+from tqdm import tqdm
 
 from kernels import Kernels
 
@@ -72,7 +73,7 @@ class StepRunner:
         from kernels.confidence import compile_variants
 
         weight = self.model.lm_head.weight
-        for rows in compile_variants(weight.shape[0], self.device):
+        for rows in tqdm(compile_variants(weight.shape[0], self.device), desc="compiling confidence kernels"):
             self.kernels.lm_head_confidence(weight.new_zeros(rows, weight.shape[1]), weight)
 
     def pack(self, batch: list[tuple[Request, StepPlan]]) -> StepBatch:
