@@ -243,13 +243,18 @@ class ElasticController(ChunkController):
             self._tables[key] = self.cost_model.chunk_curve(batch, at)(np.arange(size) / batch)
             return self._tables[key][tokens]
 
+    def step_profile(self, batch: int, prefix: float | None = None,
+                     step_tokens: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+        """The profile's T(batch, c) for every candidate at the tokens the step really runs (windows cut short feed
+        less; a c that leaves a CUDA graph bucket part empty pays for all of it)."""
+        tokens = batch * self.candidates if step_tokens is None else step_tokens(self.candidates)
+        return self.profiled(batch, np.maximum(tokens, 1), prefix)
+
     def step_times(self, batch: int, prefix: float | None = None,
                    step_tokens: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(predicted, profiled) T(batch, c) for every candidate. Profiled: the profile at the tokens the step
-        really runs (windows cut short feed less; a c that leaves a CUDA graph bucket part empty pays for all of
-        it); predicted is it times each c's measured / profiled factor (``time_factors``)."""
-        tokens = batch * self.candidates if step_tokens is None else step_tokens(self.candidates)
-        profiled = self.profiled(batch, np.maximum(tokens, 1), prefix)
+        """(predicted, profiled) T(batch, c) for every candidate: ``step_profile``, and it times each c's measured /
+        profiled factor (``time_factors``)."""
+        profiled = self.step_profile(batch, prefix, step_tokens)
         return profiled * self.time_factors(batch), profiled
 
     @staticmethod
@@ -278,8 +283,7 @@ class ElasticController(ChunkController):
     def choose(self, batch: int, prefix: float | None = None,
                step_tokens: Callable[[np.ndarray], np.ndarray] | None = None) -> int:
         batch = max(batch, 1)
-        tokens = batch * self.candidates if step_tokens is None else step_tokens(self.candidates)
-        profiled = self.profiled(batch, np.maximum(tokens, 1), prefix)
+        profiled = self.step_profile(batch, prefix, step_tokens)
         rate = self.decision_value(batch) / profiled  # committed tokens per request per ms (b is common to all c)
         factors = self.time_factors(batch)
         if self.tpot_slo_ms is not None:
