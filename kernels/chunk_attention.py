@@ -168,15 +168,22 @@ class LaunchPlan:
     num_splits: int  # grid axis 2
 
 
-def plan_launch(
-    num_tokens: int, num_requests: int, group: int, num_kv_heads: int, max_context: int, device: torch.device,
-    split_len: int | None = None,
-) -> LaunchPlan:  # fmt: skip
-    """Shapes only (no device sync): q tiles cover the mean window rounded up to a power of two with
-    16 <= BLOCK_M <= 128; the prefix is split until about two programs run per multiprocessor."""
-    block_q = max(triton.next_power_of_2(triton.cdiv(num_tokens, num_requests)), triton.next_power_of_2(triton.cdiv(16, group)))
+def q_tile_rows(window: int, group: int) -> int:
+    """Query rows per program for windows of up to ``window`` positions: ``window`` rounded up to a power of two,
+    within 16 <= rows x GROUP <= MAX_BLOCK_M. A longer window takes several tiles, and each reads its prefix."""
+    block_q = max(triton.next_power_of_2(window), triton.next_power_of_2(triton.cdiv(16, group)))
     while block_q > 1 and triton.next_power_of_2(block_q * group) > MAX_BLOCK_M:
         block_q //= 2
+    return block_q
+
+
+def plan_launch(
+    num_tokens: int, num_requests: int, group: int, num_kv_heads: int, max_context: int, device: torch.device,
+    split_len: int | None = None, max_window: int | None = None,
+) -> LaunchPlan:  # fmt: skip
+    """Shapes only (no device sync): q tiles cover ``max_window`` (default: the mean window), see ``q_tile_rows``;
+    the prefix is split until about two programs run per multiprocessor."""
+    block_q = q_tile_rows(max_window or triton.cdiv(num_tokens, num_requests), group)
     if split_len is None:
         programs = num_requests * num_kv_heads * triton.cdiv(num_tokens, num_requests * block_q)
         splits = min(triton.cdiv(2 * multiprocessor_count(device), programs), max_context // MIN_SPLIT_LEN)
@@ -188,12 +195,13 @@ def plan_launch(
 def chunk_attention(
     q: Tensor, k: Tensor, v: Tensor, positions: Tensor, cu_seqlens: Tensor, k_cache: Tensor, v_cache: Tensor,
     page_table: Tensor, prefix_lens: Tensor, block_size: int, scale: float,
-    *, split_len: int | None = None, out: Tensor | None = None,
+    *, split_len: int | None = None, out: Tensor | None = None, max_window: int | None = None,
 ) -> Tensor:  # fmt: skip
     """Block-causal attention of a varlen batch of windows over their paged prefixes; see the module doc.
 
     `split_len` (prefix tokens per program) defaults to a choice from the batch shape and the
-    device; `out` is an optional preallocated [T, Hq, D] result (CUDA graphs reuse one).
+    device; `out` is an optional preallocated [T, Hq, D] result (CUDA graphs reuse one); `max_window` sizes the
+    q tiles (any value is correct: longer windows take several tiles), default the mean window.
     """
     num_tokens, num_q_heads, head_dim = q.shape
     num_kv_heads = k.shape[1]
@@ -206,7 +214,7 @@ def chunk_attention(
     if num_tokens == 0:
         return out
     max_context = page_table.shape[1] * k_cache.shape[1]
-    plan = plan_launch(num_tokens, num_requests, group, num_kv_heads, max_context, q.device, split_len)
+    plan = plan_launch(num_tokens, num_requests, group, num_kv_heads, max_context, q.device, split_len, max_window)
     num_splits = plan.num_splits
     part_out, part_lse = q, q  # placeholders: without splits the kernel writes `out` directly
     if num_splits > 1:

@@ -8,10 +8,11 @@ from torch import Tensor
 
 def chunk_attention_reference(
     q: Tensor, k: Tensor, v: Tensor, positions: Tensor, cu_seqlens: Tensor, k_cache: Tensor, v_cache: Tensor,
-    page_table: Tensor, prefix_lens: Tensor, block_size: int, scale: float,
+    page_table: Tensor, prefix_lens: Tensor, block_size: int, scale: float, *, max_window: int | None = None,
 ) -> Tensor:  # fmt: skip
     """Request i's rows cu_seqlens[i]:cu_seqlens[i+1] see its prefix_lens[i] cached positions and the
-    window keys j with positions[j] // block_size <= positions[query] // block_size; fp32 math."""
+    window keys j with positions[j] // block_size <= positions[query] // block_size; fp32 math. ``max_window``
+    sizes the Triton kernel's tiles and changes nothing here."""
     out = torch.empty_like(q)
     group = q.shape[1] // k.shape[1]
     page_size = k_cache.shape[1]

@@ -1,4 +1,4 @@
-"""CUDA graphs of the model forward, bucketed by (requests, tokens), so a step costs one replay on the host.
+"""CUDA graphs of the model forward, bucketed by (requests, tokens, q tile), so a step costs one replay on the host.
 
 A step's packed metadata is copied into static buffers; the bucket is padded with one dummy request that
 owns the padding tokens (prefix 0, no KV writes) and empty requests after it. Every bucket is captured when
@@ -6,7 +6,9 @@ the engine starts (largest first, each after an eager warm-up run that lets Trit
 replayed once (a graph's first launch uploads it: on an H200 the first step in each bucket ran 1.15x its profile
 at the median and up to 2.2x, which priced the chunk sizes that reach a new bucket out of the elastic choice), so
 no request waits for a capture or an upload; a kernel launch depends only on the bucket, never on the step's
-contents.
+contents. The q tile (query rows per attention program) follows the step's longest window: a tile sized from the
+bucket's mean window made windows just above it take two tiles, each reading the whole prefix (on an H200 at 64
+requests, c = 17-23 cost 10.3 ms a step against 9.0 at c = 16 for the same tokens).
 """
 
 from __future__ import annotations
@@ -56,6 +58,23 @@ class Buckets:
         return np.where(t < len(sizes), sizes[np.minimum(t, len(sizes) - 1)], tokens)
 
 
+def graph_keys(buckets: Buckets, block_size: int, tile_rows: Callable[[int], int]) -> list[tuple[int, int, int]]:
+    """Every (request slots, tokens, q tile rows) a step can need, largest tokens first. A step in bucket (b, t)
+    has at least the previous request bucket's count of requests, each feeding >= 1 token, and feeds more than the
+    previous token bucket over at most b - 1 requests, so its longest window (capped at ``block_size``: prompts
+    longer than a block take several tiles) is at least their mean; ``tile_rows`` maps it to the kernel's tile."""
+    requests, tokens = buckets.requests, buckets.tokens
+    fewest_requests = dict(zip(requests, (1,) + requests[:-1]))
+    fewer_tokens = dict(zip(tokens, (0,) + tokens[:-1]))
+    keys = []
+    for t in reversed(tokens):
+        for b in (b for b in requests if t >= fewest_requests[b]):
+            shortest = min(-(-(fewer_tokens[t] + 1) // (b - 1)), block_size)
+            tiles = {tile_rows(window) for window in range(shortest, min(t, block_size) + 1)}
+            keys += [(b, t, tile) for tile in sorted(tiles)]
+    return keys
+
+
 class GraphedForward:
     """Replays a captured forward (input ids -> final hidden states) for steps that fit a bucket."""
 
@@ -73,26 +92,29 @@ class GraphedForward:
         self.cu_seqlens = torch.zeros(b_max + 1, dtype=torch.int32, device=device)
         self.prefix_lens = torch.zeros(b_max, dtype=torch.int32, device=device)
         self.page_table = torch.zeros(b_max, max_pages, dtype=torch.int32, device=device)
-        self.graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, Tensor]] = {}
+        self.graphs: dict[tuple[int, int, int], tuple[torch.cuda.CUDAGraph, Tensor]] = {}
         self.pool = None
-        # a step in bucket b_pad has at least the previous request bucket's count of requests, each feeding >= 1 token
-        requests, tokens = self.buckets.requests, self.buckets.tokens
-        smallest = dict(zip(requests, (1,) + requests[:-1]))
-        keys = [(b, t) for t in reversed(tokens) for b in requests if t >= smallest[b]]
-        for key in tqdm(keys, desc="capturing CUDA graphs"):
-            self._load(empty_step, *key)
+        from kernels.chunk_attention import q_tile_rows
+
+        config = model.config
+        self.block_size = config.block_size
+        self.tile_rows = lambda window: q_tile_rows(window, config.num_attention_heads // config.num_key_value_heads)
+        for key in tqdm(graph_keys(self.buckets, self.block_size, self.tile_rows), desc="capturing CUDA graphs"):
+            self._load(empty_step, *key[:2])
             self._capture(key, self._static_step(empty_step, *key))
 
-    def bucket(self, step) -> tuple[int, int] | None:
-        """The smallest (requests + dummy, tokens) bucket holding the step, or None (run it eagerly)."""
+    def bucket(self, step) -> tuple[int, int, int] | None:
+        """The smallest (requests + dummy, tokens) bucket holding the step and the q tile its longest window
+        needs, or None (run it eagerly)."""
         if step.page_table.shape[1] > self.page_table.shape[1]:
             return None
-        return self.buckets.key(step.prefix_lens.numel(), step.input_ids.numel())
+        key = self.buckets.key(step.prefix_lens.numel(), step.input_ids.numel())
+        return None if key is None else (*key, self.tile_rows(min(step.longest_window, self.block_size)))
 
-    def _static_step(self, step, b_pad: int, t_pad: int):
+    def _static_step(self, step, b_pad: int, t_pad: int, tile: int):
         return type(step)(self.input_ids[:t_pad], self.positions[:t_pad], self.cu_seqlens[:b_pad + 1],
                           self.prefix_lens[:b_pad], self.page_table[:b_pad], self.slot_mapping[:t_pad], [],
-                          self.slot_mapping[:0])
+                          self.slot_mapping[:0], tile)
 
     def _load(self, step, b_pad: int, t_pad: int) -> None:
         b, t = step.prefix_lens.numel(), step.input_ids.numel()
@@ -113,15 +135,14 @@ class GraphedForward:
         ids, positions = static.input_ids.unsqueeze(0), static.positions.unsqueeze(0).long()
         return self.model(ids, positions, self.attention_for(static))[0]
 
-    def __call__(self, step, key: tuple[int, int]) -> Tensor:
+    def __call__(self, step, key: tuple[int, int, int]) -> Tensor:
         """Final hidden states [T, D] of the step's real tokens."""
-        b_pad, t_pad = key
-        self._load(step, b_pad, t_pad)
+        self._load(step, *key[:2])
         graph, hidden = self.graphs[key]
         graph.replay()
         return hidden[:step.input_ids.numel()]
 
-    def _capture(self, key: tuple[int, int], static) -> None:
+    def _capture(self, key: tuple[int, int, int], static) -> None:
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):

@@ -9,7 +9,7 @@ import pytest
 
 from optimus_backend.config import PROJECT_ROOT, ConfigError, DecodingMode, EngineConfig, SamplingParams
 from optimus_backend.controller import ChunkController
-from optimus_backend.cuda_graphs import Buckets
+from optimus_backend.cuda_graphs import Buckets, graph_keys
 from optimus_backend.detokenizer import Detokenizer
 from optimus_backend.engine import Engine
 from optimus_backend.reference import ReferenceDecoder
@@ -408,6 +408,30 @@ def test_padded_tokens_agree_with_the_bucket_each_step_replays(max_requests, max
         keys = [buckets.key(int(requests), int(t)) for t in tokens]
         expected = [t if key is None else key[1] for t, key in zip(tokens.tolist(), keys)]
         assert buckets.padded(int(requests), tokens).tolist() == expected
+
+
+@pytest.mark.parametrize("max_requests,max_tokens,block_size,group", [(128, 4096, 32, 2), (37, 1000, 4, 4),
+                                                                     (256, 8192, 32, 4)])
+def test_every_step_that_fits_a_bucket_has_a_graph_for_its_q_tile(max_requests, max_tokens, block_size, group):
+    """Graphs are captured at start for ``graph_keys`` only: any step a bucket holds (windows of any mix of lengths,
+    prompts longer than a block included) must find its (bucket, q tile) among them, or it would run eagerly."""
+    from kernels.chunk_attention import q_tile_rows
+
+    buckets, rng = Buckets.for_limits(max_requests, max_tokens), np.random.default_rng(block_size)
+    tile_rows = lambda window: q_tile_rows(window, group)  # noqa: E731
+    keys = graph_keys(buckets, block_size, tile_rows)
+    assert len(keys) == len(set(keys))
+    needed = set()
+    for _ in range(3000):
+        requests = int(rng.choice([1, 2, rng.integers(1, max_requests + 1)]))
+        longest = int(rng.integers(1, 3 * block_size))
+        windows = rng.integers(1, longest + 1, requests)
+        windows[rng.integers(requests)] = longest
+        key = buckets.key(requests, int(windows.sum()))
+        if key is not None:
+            needed.add((*key, tile_rows(min(longest, block_size))))
+    assert needed <= set(keys)
+    assert {key[2] for key in needed} == {key[2] for key in keys}  # the steps drawn reach every tile captured
 
 
 def test_kv_page_tables_follow_admissions_growth_and_releases(tiny_checkpoint):

@@ -144,6 +144,19 @@ def test_chunk_attention_matches_reference(name, layout, poisoned):
     assert relative_error(out, ref) < TOLERANCE[dtype]
 
 
+@pytest.mark.parametrize("max_window", [1, 7, 64])
+def test_chunk_attention_is_right_for_any_q_tile(max_window, poisoned):
+    """The q tile follows ``max_window`` (the engine passes the step's longest window): windows longer than the tile
+    take several tiles, shorter ones leave rows empty; the result must not change."""
+    windows, prefixes, q_heads, kv_heads, head_dim, page_size, block_size, dtype, split_len = ATTENTION_CASES["split_fp16"]
+    windows = (7, 1, 20, 3)
+    batch, _ = make_batch(windows, prefixes, q_heads, kv_heads, head_dim, page_size, dtype, max_window, "token-major")
+    out = chunk_attention(**batch, block_size=block_size, scale=0.2, split_len=split_len, max_window=max_window)
+    ref = chunk_attention_reference(**batch, block_size=block_size, scale=0.2, max_window=max_window)
+    assert torch.isfinite(out).all()
+    assert relative_error(out, ref) < TOLERANCE[dtype]
+
+
 @pytest.mark.parametrize("name", ATTENTION_CASES)
 def test_reference_matches_dense_sdpa(name, poisoned):
     windows, prefixes, q_heads, kv_heads, head_dim, page_size, block_size, dtype, _ = ATTENTION_CASES[name]
