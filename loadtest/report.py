@@ -13,6 +13,8 @@ import csv
 import math
 from pathlib import Path
 
+from optimus_backend.plots import pyplot, save_png
+
 LABELS = ["model", "mode", "checkpoint", "path", "replayed", "card"]  # model: the BD model (ar rows: its AR twin)
 SUMMARY_COLUMNS = [  # metrics.summarize's row
     "achieved_rps", "requests", "completed", "failed", "unfinished", "output_tokens",
@@ -49,15 +51,6 @@ def read_csv(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _by_mode(rows: list[dict]) -> dict[str, list[dict]]:
     out: dict[str, list[dict]] = {}
     for row in rows:
@@ -67,7 +60,7 @@ def _by_mode(rows: list[dict]) -> dict[str, list[dict]]:
 
 def _line_plot(rows: list[dict], x: str, y: str, xlabel: str, ylabel: str, title: str, path: Path,
                hline: float | None = None, logx: bool = False) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, group in _by_mode(rows).items():
         points = sorted((float(r[x]), float(r[y])) for r in group)
@@ -80,13 +73,11 @@ def _line_plot(rows: list[dict], x: str, y: str, xlabel: str, ylabel: str, title
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_png(fig, path)
 
 
 def _capacity_plot(capacity: list[dict], title: str, path: Path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     names = [f"{r['model']} {r['mode']}" for r in capacity]
     ax.bar(names, [float(r["capacity_rps"]) for r in capacity], color="tab:blue", label="measured grid")
@@ -96,9 +87,7 @@ def _capacity_plot(capacity: list[dict], title: str, path: Path) -> Path:
     ax.tick_params(axis="x", rotation=30, labelsize=7)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_png(fig, path)
 
 
 def write_plots(sweep: list[dict], capacity: list[dict], offline: list[dict], slo_ms: float, title: str,
@@ -119,7 +108,7 @@ def write_plots(sweep: list[dict], capacity: list[dict], offline: list[dict], sl
 
 def changing_plots(timeline: list[dict], out: Path) -> list[Path]:
     """Per model and changing load: offered rate, running requests and chunk size over time, one line per mode."""
-    plt = _pyplot()
+    plt = pyplot()
     paths = []
     for model, load in dict.fromkeys((r["model"], r["load"]) for r in timeline):
         rows = [r for r in timeline if r["model"] == model and r["load"] == load]
@@ -139,8 +128,7 @@ def changing_plots(timeline: list[dict], out: Path) -> list[Path]:
             ax.grid(alpha=0.3)
         fig.tight_layout()
         path = out / f"changing_{model}_{load}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
+        save_png(fig, path)
         paths.append(path)
     return paths
 

@@ -20,6 +20,8 @@ from typing import Callable
 
 import numpy as np
 
+from .plots import pyplot, save_png
+
 TERMS = ("a", "alpha", "beta", "gamma", "delta")  # 1, b*c, b, c, b*prefix
 REFERENCE_PREFIX = 512  # the prefix length of the reference sat_*_P512.json profiles
 
@@ -208,11 +210,7 @@ def cache_name(meta: dict) -> str:
 
 def plot(model: CostModel, path: str | Path, prefix: float | None = None) -> Path:
     """PNG: a heat map of T over (b, c) and T-vs-c curves per b (markers: measured, lines: model)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     p = model.reference_prefix if prefix is None else prefix
     batches, chunks = [int(v) for v in model.batches], list(range(1, int(model.chunks[-1]) + 1))
     grid = np.array([model.table(b, chunks, p) for b in batches])
@@ -231,8 +229,4 @@ def plot(model: CostModel, path: str | Path, prefix: float | None = None) -> Pat
     curves.set(xlabel="chunk c", ylabel="ms per step", yscale="log", title=str(model.meta.get("model", "")))
     curves.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_png(fig, path)

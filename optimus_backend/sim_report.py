@@ -11,6 +11,7 @@ import numpy as np
 
 from .acceptance import AcceptanceStats
 from .cost_model import CostModel, plot
+from .plots import pyplot, save_png
 from .simulator import LoadSchedule, SimConfig, capacity_rps, simulate, summarize
 
 PLOTTED = ("elastic", "ar", "bd", "chunk:4", "chunk:8", "chunk:12", "chunk:16", "chunk:32")
@@ -65,18 +66,9 @@ def write_csv(rows: list[dict], path: Path) -> Path:
     return path
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_steady(rows: list[dict], title: str, path: Path) -> Path:
     """Throughput, P90 TPOT and elastic's chosen c / batch against the arrival rate."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (thr, tpot, chunk) = plt.subplots(1, 3, figsize=(16, 4.5))
     for policy in PLOTTED:
         points = sorted((r["rate_rps"], r["throughput_tok_s"], r["tpot_p90_ms"]) for r in rows if r["policy"] == policy)
@@ -96,14 +88,12 @@ def plot_steady(rows: list[dict], title: str, path: Path) -> Path:
     twin.plot(rate, b, "C1--", label="mean batch")
     twin.set_ylabel("mean running batch", color="C1")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_png(fig, path)
 
 
 def plot_changing(trace: list, schedule: LoadSchedule, title: str, path: Path) -> Path:
     """Arrival rate, elastic's running batch and chosen chunk over time."""
-    plt = _pyplot()
+    plt = pyplot()
     steps = np.array(trace, float).reshape(-1, 4)
     fig, (load, chunk) = plt.subplots(2, 1, figsize=(11, 6), sharex=True)
     t = np.linspace(0, schedule.duration, 400)
@@ -115,9 +105,7 @@ def plot_changing(trace: list, schedule: LoadSchedule, title: str, path: Path) -
     chunk.plot(steps[:, 0], steps[:, 2], "k.", ms=1.5, label="elastic c per step")
     chunk.set(xlabel="time (s)", ylabel="chunk c", xlim=(0, schedule.duration))
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_png(fig, path)
 
 
 def _table(rows: list[dict], columns: list[str]) -> list[str]:
