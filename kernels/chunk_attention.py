@@ -73,6 +73,7 @@ def _chunk_attention_kernel(
     stride_table,
     PAGE_SIZE: tl.constexpr, GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_Q: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr,
+    MIN_SPLIT: tl.constexpr, ALIGN: tl.constexpr,
 ):  # fmt: skip
     tile = tl.program_id(0)
     kv_head = tl.program_id(1)
@@ -92,6 +93,9 @@ def _chunk_attention_kernel(
     heads = kv_head * GROUP + m_offs % GROUP
     rows_valid = (m_offs < BLOCK_Q * GROUP) & (tokens < row_end)
     prefix_len = tl.load(prefix_lens_ptr + request)
+    if split_len == 0:  # this request's prefix in equal parts of whole ALIGN blocks, each >= MIN_SPLIT
+        parts = tl.maximum(tl.minimum(tl.num_programs(2), (prefix_len + MIN_SPLIT - 1) // MIN_SPLIT), 1)
+        split_len = ((prefix_len + parts - 1) // parts + ALIGN - 1) // ALIGN * ALIGN
     prefix_start = split * split_len
     prefix_end = tl.minimum(prefix_start + split_len, prefix_len)
     part_rows = (split * num_tokens + tokens) * num_q_heads + heads
@@ -164,7 +168,7 @@ def _merge_splits_kernel(
 class LaunchPlan:
     block_q: int  # query rows per program (times GROUP heads = BLOCK_M)
     num_tiles: int  # grid axis 0: request i's tiles start at cu_seqlens[i] // block_q + i
-    split_len: int  # prefix tokens per program
+    split_len: int  # prefix tokens per program; 0: each request's prefix in num_splits equal parts
     num_splits: int  # grid axis 2
 
 
@@ -184,12 +188,11 @@ def plan_launch(
     """Shapes only (no device sync): q tiles cover ``max_window`` (default: the mean window), see ``q_tile_rows``;
     the prefix is split until about two programs run per multiprocessor."""
     block_q = q_tile_rows(max_window or triton.cdiv(num_tokens, num_requests), group)
-    if split_len is None:
+    if split_len is None:  # each request splits its own prefix (the graphs' max_context is the model's)
         programs = num_requests * num_kv_heads * triton.cdiv(num_tokens, num_requests * block_q)
         splits = min(triton.cdiv(2 * multiprocessor_count(device), programs), max_context // MIN_SPLIT_LEN)
-        split_len = triton.cdiv(triton.cdiv(max_context, splits), SPLIT_ALIGN) * SPLIT_ALIGN if splits > 1 else max(max_context, 1)
-    num_splits = max(1, triton.cdiv(max_context, split_len))
-    return LaunchPlan(block_q, num_tokens // block_q + num_requests, split_len, num_splits)
+        return LaunchPlan(block_q, num_tokens // block_q + num_requests, 0, max(splits, 1))
+    return LaunchPlan(block_q, num_tokens // block_q + num_requests, split_len, max(1, triton.cdiv(max_context, split_len)))
 
 
 def chunk_attention(
@@ -228,6 +231,7 @@ def chunk_attention(
         page_table.stride(0),
         PAGE_SIZE=k_cache.shape[1], GROUP=group, HEAD_DIM=head_dim, BLOCK_Q=plan.block_q, BLOCK_M=triton.next_power_of_2(plan.block_q * group),
         SPLIT=num_splits > 1, UPCAST=interpreting(), PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
+        MIN_SPLIT=MIN_SPLIT_LEN, ALIGN=SPLIT_ALIGN,
     )  # fmt: skip
     if num_splits > 1:
         _merge_splits_kernel[(num_tokens, num_q_heads)](
