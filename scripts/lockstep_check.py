@@ -27,9 +27,10 @@ def main() -> int:
     parser.add_argument("--tilt", type=float, default=0.0,
                         help="price steps at the profile times (c / 8) ** TILT (0: the profile is the truth)")
     parser.add_argument("--warm-gap", type=int, default=2, help="engine steps between two warm-up requests")
+    parser.add_argument("--max-tokens", type=int, default=256, help="tokens each request generates")
     args = parser.parse_args()
     engine, cost = priced_engine(args.mode, args.profile, args.replay, start=False, tilt=args.tilt)
-    params = SamplingParams(max_tokens=256, ignore_eos=True)
+    params = SamplingParams(max_tokens=args.max_tokens, ignore_eos=True)
 
     for i in range(args.requests):
         engine.submit([5 + i % 50] * 128, params)
