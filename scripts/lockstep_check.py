@@ -28,8 +28,13 @@ def main() -> int:
                         help="price steps at the profile times (c / 8) ** TILT (0: the profile is the truth)")
     parser.add_argument("--warm-gap", type=int, default=2, help="engine steps between two warm-up requests")
     parser.add_argument("--max-tokens", type=int, default=256, help="tokens each request generates")
+    parser.add_argument("--graph-padding", action="store_true",
+                        help="price steps (and let the controller price choices) at the GPU's CUDA graph buckets")
+    parser.add_argument("--noise", type=float, default=0.0,
+                        help="sigma of a lognormal factor on the step times the controller observes")
     args = parser.parse_args()
-    engine, cost = priced_engine(args.mode, args.profile, args.replay, start=False, tilt=args.tilt)
+    engine, cost, buckets = priced_engine(args.mode, args.profile, args.replay, start=False, tilt=args.tilt,
+                                         graph_padding=args.graph_padding, noise=args.noise)
     params = SamplingParams(max_tokens=args.max_tokens, ignore_eos=True)
 
     for i in range(args.requests):
@@ -42,9 +47,11 @@ def main() -> int:
     engine.run_until_idle()
     steps = [r for r in engine.controller.history if r.step >= start and r.batch]
     engine.shutdown()
-    ms = sum(step_price(cost, r, args.tilt) for r in steps)
+    ms = sum(step_price(cost, r, args.tilt, buckets) for r in steps)
     committed = sum(r.committed_tokens for r in steps)
     print(f"{args.mode}: {len(steps)} steps, chunks {[r.chunk for r in steps]}")
+    switches = sum(a.chunk != b.chunk for a, b in zip(steps, steps[1:]))
+    print(f"{args.mode}: {switches} switches of c, mean c {sum(r.chunk for r in steps) / len(steps):.2f}")
     print(f"{args.mode}: {committed} tokens in {ms:.1f} ms by the profile = {committed / ms * 1e3:.0f} tok/s")
     return 0
 

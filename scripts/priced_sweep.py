@@ -33,7 +33,7 @@ def arrival_times(rates: list[float], seed: int = 0) -> list[float]:
 
 def run(mode: str, args: argparse.Namespace) -> dict:
     """One mode through every phase; the measured row of the last one."""
-    engine, cost = priced_engine(mode, args.profile, args.replay, start=False)
+    engine, cost, _ = priced_engine(mode, args.profile, args.replay, start=False)
     params = SamplingParams(max_tokens=args.max_tokens, ignore_eos=True)
     arrivals = arrival_times(args.rates)
     measured_from = (len(args.rates) - 1) * PHASE_S
