@@ -70,10 +70,15 @@ def _merge_chunks_kernel(
     tl.store(token_ptr + row, tl.min(tl.where(maxima == best, args, INT32_MAX), 0).to(tl.int64))
 
 
+def vocabulary_block(vocab: int) -> int:
+    """Columns one program reads at a time."""
+    return min(MAX_BLOCK_V, triton.next_power_of_2(vocab))
+
+
 def vocabulary_chunks(rows: int, vocab: int, device: torch.device, num_chunks: int | None = None) -> tuple[int, int]:
     """(columns per chunk, chunks) of each row's vocabulary; by default enough programs for about four per
     multiprocessor."""
-    block_v = min(MAX_BLOCK_V, triton.next_power_of_2(vocab))
+    block_v = vocabulary_block(vocab)
     if num_chunks is None:
         num_chunks = min(triton.cdiv(4 * multiprocessor_count(device), rows), triton.cdiv(vocab, 4 * block_v))
     chunk_len = triton.cdiv(triton.cdiv(vocab, max(num_chunks, 1)), block_v) * block_v
@@ -105,7 +110,7 @@ def max_softmax(logits: Tensor, *, num_chunks: int | None = None) -> tuple[Tenso
     token = torch.empty(rows, dtype=torch.int64, device=logits.device)
     if rows == 0:
         return confidence, token
-    block_v = min(MAX_BLOCK_V, triton.next_power_of_2(vocab))
+    block_v = vocabulary_block(vocab)
     chunk_len, num_chunks = vocabulary_chunks(rows, vocab, logits.device, num_chunks)
     part_max = part_sum = part_arg = confidence  # placeholders when one chunk writes the result
     if num_chunks > 1:

@@ -97,9 +97,8 @@ class GraphedForward:
         from kernels.chunk_attention import q_tile_rows
 
         config = model.config
-        self.block_size = config.block_size
         self.tile_rows = lambda window: q_tile_rows(window, config.num_attention_heads // config.num_key_value_heads)
-        for key in tqdm(graph_keys(self.buckets, self.block_size, self.tile_rows), desc="capturing CUDA graphs"):
+        for key in tqdm(graph_keys(self.buckets, config.block_size, self.tile_rows), desc="capturing CUDA graphs"):
             self._load(empty_step, *key[:2])
             self._capture(key, self._static_step(empty_step, *key))
 
@@ -109,7 +108,7 @@ class GraphedForward:
         if step.page_table.shape[1] > self.page_table.shape[1]:
             return None
         key = self.buckets.key(step.prefix_lens.numel(), step.input_ids.numel())
-        return None if key is None else (*key, self.tile_rows(min(step.longest_window, self.block_size)))
+        return None if key is None else (*key, self.tile_rows(step.tile_window))
 
     def _static_step(self, step, b_pad: int, t_pad: int, tile: int):
         return type(step)(self.input_ids[:t_pad], self.positions[:t_pad], self.cu_seqlens[:b_pad + 1],

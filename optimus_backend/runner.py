@@ -30,7 +30,7 @@ class StepBatch:
     slot_mapping: Tensor  # [T] int64, -1 where the KV is not written this step
     scored_rows: list[list[int]]  # per request, rows (into T) whose logits score its targets
     scored_index: Tensor  # [R] int64 on the device: every request's scored rows, concatenated
-    longest_window: int  # the most tokens one request feeds (sizes the attention's q tiles)
+    tile_window: int  # the most tokens one request feeds, at most a block (sizes the attention's q tiles)
 
 
 @dataclass
@@ -105,7 +105,8 @@ class StepRunner:
         input_ids, slot_mapping, scored_index, *int32_fields = fields
         positions_t, cu_seqlens_t, prefix_lens_t, page_table_t = (f.to(torch.int32) for f in int32_fields)
         return StepBatch(input_ids, positions_t, cu_seqlens_t, prefix_lens_t, page_table_t.view(page_table.shape),
-                         slot_mapping, scored_rows, scored_index, int(lengths_np.max(initial=0)))
+                         slot_mapping, scored_rows, scored_index,
+                         min(int(lengths_np.max(initial=0)), self.model.config.block_size))
 
     def upload(self, arrays: list[np.ndarray]) -> list[Tensor]:
         """The int64 arrays on the device, in one copy: each copy from pageable memory waits for the device, and
@@ -130,7 +131,7 @@ class StepRunner:
             out = self.kernels.chunk_attention(
                 q[0], k[0], v[0], step.positions, step.cu_seqlens, self.kv.k[layer], self.kv.v[layer],
                 step.page_table, step.prefix_lens, block_size, self.scale,
-                max_window=min(step.longest_window, block_size) or None)
+                max_window=step.tile_window or None)
             self.kernels.store_kv(k[0], v[0], self.kv.k[layer], self.kv.v[layer], step.slot_mapping)
             return out.unsqueeze(0)
 
