@@ -36,6 +36,13 @@ from the profiled cost model and E[c] (committed tokens per request per step at 
   range (powers of two): the host's part of a step, which the profile leaves out, makes a step at a small batch
   1.3-1.5x its profile and one at 64 requests ~1.1x, so a factor learned in the first steps at small batches priced
   its c out at large ones. A range where no c ran yet takes the nearest range's factors.
+- Decisions lower each factor by ``Z_TIME`` of its standard errors (optimism in T, as in E): a c whose few steps
+  came out slow would otherwise keep a high factor and never run again, and with step times that spread by a few
+  percent the choice drifted to a smaller c whose factor happened to land low. The error of a factor after n steps
+  in its range combines the error of its prior (counted as two steps) and the step-to-step spread, both measured
+  as running means of a step's squared log deviation from its c's factor (a c's first step in a range, later ones),
+  less the recent steps' median deviation: an error common to every c (all factors still learning a profile made
+  elsewhere) does not change which c wins, and counted as prior error it kept the controller exploring.
 - With a TPOT SLO, c must keep T(b, c)/E[c] <= SLO by the lower bound of E (so exploration never gambles with the
   SLO) when some candidate does. At a fixed b the throughput-best c is also the TPOT-best (b is common to all
   candidates), so the SLO acts mostly through admission: ``can_admit`` says whether one more request still leaves
@@ -71,6 +78,7 @@ RATIO_WINDOW = 9  # steps in that median
 PREFIX_BUCKET = 64  # step-time predictions are cached per batch and prefix bucket
 TABLES_KEPT = 512  # profile tables (T at every token count, a few thousand floats each) kept before a reset
 BATCH_RANGES = 10  # step-time factors are learned per batch range [2**k, 2**(k+1)), k < BATCH_RANGES (the last open)
+Z_TIME = 0.5  # standard errors by which a c's step-time factor is lowered in decisions (optimism in T)
 
 
 @dataclass(frozen=True)
@@ -165,6 +173,10 @@ class ElasticController(ChunkController):
         self._factors_step = -1
         self._last_batch = 1  # the batch of the last observed step
         self._ranges_run: set[int] = set()  # batch ranges where some c ran
+        # squared log deviations of a step's ratio from its c's factor: [first steps of a c in a range, later steps]
+        # (less the median of the last steps' log deviations: an error common to every c does not change the choice)
+        self._deviation_sums, self._deviation_counts = np.zeros(2), np.zeros(2)
+        self._recent_deviations: deque[float] = deque(maxlen=RATIO_WINDOW)
         self.steps = 0
         self._previous_chunk: int | None = None  # the c of the last observed step
         self._tables: dict[tuple[int, int | None], np.ndarray] = {}  # (batch, prefix bucket) -> T at 0, 1, ... tokens
@@ -302,8 +314,16 @@ class ElasticController(ChunkController):
             self._values, self._values_step = {}, self.steps
         wanted = self.batch_range(batch)
         if wanted not in self._values:
-            self._values[wanted] = self.decision_bounds()[0] / self.time_factors(batch)
+            self._values[wanted] = self.decision_bounds()[0] / self.optimistic_factors(batch)
         return self._values[wanted]
+
+    def optimistic_factors(self, batch: int) -> np.ndarray:
+        """``time_factors`` lowered by ``Z_TIME`` standard errors each: (4 * prior error + n * spread) / (n + 2)**2
+        in log terms for a c of n steps in the batch range (n capped at the moving average's effective count)."""
+        prior_error, spread = self._deviation_sums / np.maximum(self._deviation_counts, 1.0)
+        n = np.minimum(self.latency_steps[self.batch_range(batch)], 2.0 / LATENCY_ALPHA - 1.0)
+        error = np.sqrt((4.0 * prior_error + n * spread) / (n + 2.0) ** 2)
+        return self.time_factors(batch) * np.exp(-Z_TIME * error)
 
     def decision_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """``bounds()``, computed once per observed step."""
@@ -330,6 +350,12 @@ class ElasticController(ChunkController):
             ratio = min(max(ratio, usual / RATIO_BAND), usual * RATIO_BAND)
             k = self.batch_range(record.batch)
             own = self.time_factors(record.batch)[i]  # a c's first step in a range starts from its interpolated factor
+            self._recent_deviations.append(float(np.log(ratio / own)))
+            if len(self._recent_deviations) >= 3:  # less the recent steps' common part (every factor lagging)
+                later = int(self.latency_steps[k, i] > 0)  # 0: the c's first step in this range
+                self._deviation_sums[later] += (self._recent_deviations[-1]
+                                                - statistics.median(self._recent_deviations)) ** 2
+                self._deviation_counts[later] += 1
             weight = max(LATENCY_ALPHA, 1.0 / (self.latency_steps[k, i] + 3.0))  # the prior counts as two steps
             self.learned_factor[k, i] = own + weight * (ratio - own)
             self.latency_steps[k, i] += 1

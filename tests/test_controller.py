@@ -160,7 +160,8 @@ def test_pays_for_cuda_graph_padding(cost):
 def test_the_choice_fast_path_matches_the_rate_of_every_candidate(cost):
     """choose() reads the profile from a per-batch token table and divides precomputed optimistic E by it; that
     must price every token count as the profile's curve does, past b * B too (a CUDA graph bucket's padding), and
-    pick the argmax of optimistic E / predicted T (``step_times``) whatever was learned before."""
+    pick the argmax of optimistic E / optimistic T (the profile times ``optimistic_factors``) whatever was learned
+    before, and report the plain prediction (``step_times``) for the c it picks."""
     rng = np.random.default_rng(3)
     controller = ElasticController(cost, B)
     for batch in (1, 7, 64):
@@ -172,8 +173,8 @@ def test_the_choice_fast_path_matches_the_rate_of_every_candidate(cost):
         windows = np.sort(rng.integers(1, B + 1, size=batch))  # spare room of each request's window
         step_tokens = lambda chunks: np.array([int(np.minimum(windows, c).sum()) for c in chunks])
         chunk = controller.choose(batch, step_tokens=step_tokens)
-        predicted = controller.step_times(batch, step_tokens=step_tokens)[0]
-        rate = controller.decision_bounds()[0] / predicted
+        predicted, profiled = controller.step_times(batch, step_tokens=step_tokens)
+        rate = controller.decision_bounds()[0] / (profiled * controller.optimistic_factors(batch))
         assert rate[chunk - 1] == pytest.approx(rate.max(), rel=1e-12)
         assert controller.last_predicted_ms == pytest.approx(predicted[chunk - 1], rel=1e-12)
         committed = int(batch * EASY[chunk - 1])
@@ -409,7 +410,9 @@ def test_a_step_time_factor_learned_at_a_small_batch_does_not_price_a_large_one(
             step += 1
     chosen = run(controller, batch, expected, 300, rng, start=step)
     assert efficiency(chosen[100:], batch, expected) > 0.98
-    assert controller.time_factors(batch)[best - 1] == pytest.approx(1.0, abs=0.05)
+    ran = controller.latency_steps[controller.batch_range(batch)] >= 20  # the c that ran at batch 64
+    assert ran.any() and np.all(abs(np.flatnonzero(ran) + 1 - best) <= 1)  # the best c or a neighbour
+    np.testing.assert_allclose(controller.time_factors(batch)[ran], 1.0, atol=0.05)
     assert controller.time_factors(8)[best - 1] > 1.2  # what was learned at batch 8 stays there
 
 
