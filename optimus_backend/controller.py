@@ -73,6 +73,7 @@ RATIO_SLACK = 0.15  # how far measured E[c]/c may rise with c before that bound 
 HALF_LIFE = 512  # steps without an observation that halve the information behind an estimate
 DRIFT = 0.25  # how far the surprise may leave 1 before every other estimate is forgotten
 LATENCY_ALPHA = 0.05  # least weight of one step in the measured / profiled step-time factors
+LEVEL_ALPHA = 0.05  # weight of one step in a batch range's level, the part of its factors common to every c
 RATIO_BAND = 1.2  # a step's measured / profiled ratio counts as at most this far from the recent median's
 RATIO_WINDOW = 9  # steps in that median
 PREFIX_BUCKET = 64  # step-time predictions are cached per batch and prefix bucket
@@ -162,8 +163,10 @@ class ElasticController(ChunkController):
         self.count = np.zeros(block_size)  # requests' worth of information behind each estimate when last observed
         self.seen = np.zeros(block_size)  # step of the last observation
         self.surprise = 1.0  # fast moving average of observed / estimated E at the chosen c
-        # measured / profiled step time of each c that ran, and the steps without prefill it ran, per batch range
+        # measured / profiled step time of each c that ran, relative to its batch range's level (the part common to
+        # every c, which follows a drift of all step times: prefixes grow), and the steps without prefill it ran
         self.learned_factor = np.ones((BATCH_RANGES, block_size))
+        self.level = np.ones(BATCH_RANGES)
         self.latency_steps = np.zeros((BATCH_RANGES, block_size))
         # of the last steps without prefill, any c; it starts as the profile's, so that the first steps' ratios are
         # held near it too (a kernel autotuned or compiled on first use makes a step many times slower)
@@ -289,6 +292,7 @@ class ElasticController(ChunkController):
                 if not ran.all():
                     log_factors = np.interp(self._log_chunks, self._log_chunks[ran], np.log(factors[ran]))
                     factors[~ran] = np.exp(log_factors[~ran])
+                factors *= self.level[k]
             self._factors[wanted] = factors
         return self._factors[wanted]
 
@@ -349,6 +353,8 @@ class ElasticController(ChunkController):
             usual = statistics.median(self._recent_ratios)  # one slow step (a collection) can't price a c out
             ratio = min(max(ratio, usual / RATIO_BAND), usual * RATIO_BAND)
             k = self.batch_range(record.batch)
+            if k not in self._ranges_run:  # a range's first step starts from the nearest range's level
+                self.level[k] = self.level[min(self._ranges_run, key=lambda r: abs(r - k), default=k)]
             own = self.time_factors(record.batch)[i]  # a c's first step in a range starts from its interpolated factor
             self._recent_deviations.append(float(np.log(ratio / own)))
             if len(self._recent_deviations) >= 3:  # less the recent steps' common part (every factor lagging)
@@ -356,8 +362,10 @@ class ElasticController(ChunkController):
                 self._deviation_sums[later] += (self._recent_deviations[-1]
                                                 - statistics.median(self._recent_deviations)) ** 2
                 self._deviation_counts[later] += 1
+            self.level[k] *= (ratio / own) ** LEVEL_ALPHA
+            relative, own = ratio / self.level[k], own / self.level[k]
             weight = max(LATENCY_ALPHA, 1.0 / (self.latency_steps[k, i] + 3.0))  # the prior counts as two steps
-            self.learned_factor[k, i] = own + weight * (ratio - own)
+            self.learned_factor[k, i] = own + weight * (relative - own)
             self.latency_steps[k, i] += 1
             self._ranges_run.add(k)
             self._factors_step = self._values_step = -1
