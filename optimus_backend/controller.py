@@ -35,7 +35,11 @@ from the profiled cost model and E[c] (committed tokens per request per step at 
   ran (the nearest one's beyond them): profile errors change smoothly with c. The factors are learned per batch
   range (powers of two): the host's part of a step, which the profile leaves out, makes a step at a small batch
   1.3-1.5x its profile and one at 64 requests ~1.1x, so a factor learned in the first steps at small batches priced
-  its c out at large ones. A range where no c ran yet takes the nearest range's factors.
+  its c out at large ones. A range where no c ran yet takes the nearest range's factors. Each range's factors are
+  its level, the part common to every c (a moving average over every step of the range), times each c's own
+  factor: when all step times drift (prefixes grow through a closed batch of long requests), the c that runs
+  learns the drift and the level carries it to the c not run lately, which would otherwise keep older, lower times
+  and win the next choices.
 - Decisions lower each factor by ``Z_TIME`` of its standard errors (optimism in T, as in E): a c whose few steps
   came out slow would otherwise keep a high factor and never run again, and with step times that spread by a few
   percent the choice drifted to a smaller c whose factor happened to land low. The error of a factor after n steps

@@ -457,3 +457,35 @@ def test_one_slow_step_does_not_price_a_chunk_out(cost):
     assert slowed
     assert efficiency(chosen[200:], batch, EASY) > 0.99
     assert controller.step_times(batch)[0][best - 1] == pytest.approx(step_ms(batch, best), rel=0.1)
+
+
+def test_a_drift_of_every_step_time_moves_every_chunks_price(cost, monkeypatch):
+    """Every step gets slower through the run (30% by its end, as prefixes grow through a closed batch of long
+    requests). Learned per c alone, the c that runs absorbs the drift and a c not run lately keeps its older, lower
+    time, so the choice keeps leaving the best c for a stale one; the batch range's level carries the drift to
+    every c."""
+    stats = synthetic(steps=1500)
+    expected = np.array([stats.mean(int(c)) for c in CHUNKS])
+    batch, steps = 128, 400
+
+    def under_drift() -> tuple[float, float]:
+        """(mean efficiency, largest relative error of the final T prediction for c = 6..16) over four seeds."""
+        efficiencies, errors = [], []
+        for seed in range(4):
+            controller, rng, committed, best = ElasticController(cost, B), np.random.default_rng(seed), 0, 0.0
+            for step in range(steps):
+                times = np.array([step_ms(batch, c) for c in CHUNKS]) * (1.0 + 0.3 * step / steps)
+                chunk = controller.choose(batch)
+                tokens = int(stats.sample(chunk, batch, rng).sum())
+                controller.observe(StepRecord(step, batch, chunk, batch * chunk, tokens, times[chunk - 1]))
+                committed += tokens
+                best += batch * (expected / times).max() * times[chunk - 1]  # the best c's tokens in the same time
+            efficiencies.append(committed / best)
+            errors.append(np.max(np.abs(controller.step_times(batch)[0][5:16] / times[5:16] - 1.0)))
+        return float(np.mean(efficiencies)), float(np.max(errors))
+
+    with_level, level_error = under_drift()
+    monkeypatch.setattr("optimus_backend.controller.LEVEL_ALPHA", 0.0)
+    per_c_alone, per_c_error = under_drift()
+    assert with_level > 0.985 and level_error < 0.05
+    assert per_c_alone < with_level - 0.01 and per_c_error > 0.1
