@@ -489,3 +489,21 @@ def test_a_drift_of_every_step_time_moves_every_chunks_price(cost, monkeypatch):
     per_c_alone, per_c_error = under_drift()
     assert with_level > 0.985 and level_error < 0.05
     assert per_c_alone < with_level - 0.01 and per_c_error > 0.1
+
+
+def test_step_time_optimism_shrinks_with_a_chunks_steps(cost):
+    """Decisions price each c at its factor less Z_TIME standard errors: with step times that spread by 6%, a c with
+    a few steps in the range is priced lower than its plain factor by more than one with many (the prior's error
+    dominates), and the discount stays within a few standard deviations of the spread."""
+    batch, rng = 64, np.random.default_rng(8)
+    controller = ElasticController(cost, B)
+    runs = {8: 60, 16: 2}
+    step = 0
+    for chunk, count in runs.items():
+        for _ in range(count):
+            measured = step_ms(batch, chunk) * rng.lognormal(0.0, 0.06)
+            controller.observe(StepRecord(step, batch, chunk, batch * chunk, batch * 2, measured))
+            step += 1
+    discount = 1.0 - controller.optimistic_factors(batch) / controller.time_factors(batch)
+    assert discount[15] > discount[7] > 0.0  # c = 16 (two steps) is less certain than c = 8 (sixty)
+    assert discount[15] < 3 * 0.06
