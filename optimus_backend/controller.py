@@ -316,8 +316,8 @@ class ElasticController(ChunkController):
         return int(self.candidates[index])
 
     def decision_value(self, batch: int) -> np.ndarray:
-        """Optimistic E[c] over each c's optimistic step-time factor at ``batch`` requests, once per observed step and batch
-        range: a step's rate at c is this over the profile's T, so a choice costs one division on the host."""
+        """Optimistic E[c] over each c's optimistic step-time factor at ``batch`` requests, once per observed step
+        and batch range: a step's rate at c is this over the profile's T, so a choice costs one division."""
         if self._values_step != self.steps:
             self._values, self._values_step = {}, self.steps
         wanted = self.batch_range(batch)
