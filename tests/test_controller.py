@@ -371,6 +371,7 @@ def test_a_profile_error_growing_with_c_is_learned_for_chunks_not_yet_run(cost):
         efficiencies.append(np.mean(rate[np.array(chosen[100:]) - 1]) / rate.max())
         ran = controller.latency_steps[controller.batch_range(batch)] >= 5
         recent = np.bincount(chosen[-100:], minlength=B + 1)[1:] >= 5
+        assert (ran & recent).any()
         predicted = controller.step_times(batch)[0]
         assert predicted[ran & recent] == pytest.approx(true_ms[ran & recent], rel=0.03)  # learned where it runs
         # a c that ran a few steps long ago follows the level, which took a little of the others' errors as common
