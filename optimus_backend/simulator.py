@@ -1,8 +1,8 @@
 """Discrete-event load simulator: replays a cost model T(b, c) and acceptance statistics under a request load.
 
 Each simulated step takes T(b, c) from the cost model (plus prefill of the prompts admitted this step and, if set,
-host time per step and per request), and each running request commits a number of tokens drawn from the
-acceptance distribution at c. Policies:
+host time per step and per request), and each decoding request commits a number of tokens drawn from the
+acceptance distribution at c; a request admitted in a step only prefills there, as in the engine. Policies:
 ``elastic`` (the ElasticController), ``chunk:c`` (fixed c with prefix-KV reuse), ``bd`` (c = B without reuse: feeds
 the whole block and spends one extra clean pass per finished block) and ``ar`` (c = 1, one token per step).
 Arrivals are Poisson with a rate that follows a schedule (steady, steps, ramps); batching is continuous.
@@ -140,15 +140,16 @@ def simulate(policy: str, cost: CostModel, acceptance: AcceptanceStats, schedule
         if not running:
             now = pending[next_arrival].arrival
             continue
-        b = len(running)
+        decoding = running[:len(running) - admitted]  # as in the engine, a request only prefills in its first step
+        b = len(decoding)
         chunk = controller.choose(b)
         draws = np.ones(b, int) if mode.kind == "ar" else acceptance.sample(chunk, b, rng)
         committed = 0
         prefill_tokens = cfg.prompt_len * admitted
-        step_ms = (truth.predict(b, chunk) * float(np.exp(rng.normal(0.0, cfg.time_noise)))
-                   + truth.token_ms() * prefill_tokens + cfg.host_ms[0] + cfg.host_ms[1] * b)
+        decode_ms = truth.predict(b, chunk) * float(np.exp(rng.normal(0.0, cfg.time_noise))) if b else 0.0
+        step_ms = decode_ms + truth.token_ms() * prefill_tokens + cfg.host_ms[0] + cfg.host_ms[1] * b
         now += step_ms / 1e3
-        for request, drawn in zip(running, draws):
+        for request, drawn in zip(decoding, draws):
             k = _commit(request, int(drawn), block if mode.kind == "bd" else None)
             committed += k
             if k and request.first_token is None:

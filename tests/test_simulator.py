@@ -34,10 +34,11 @@ def one_request(policy: str, cost: CostModel, acceptance: AcceptanceStats, outpu
 
 
 def test_steps_per_policy(cost):
+    """A request's first step only prefills (as in the engine), then it decodes."""
     acceptance = always(B)
-    assert one_request("chunk:32", cost, acceptance, 64) == 2
-    assert one_request("bd", cost, acceptance, 64) == 3  # block, clean pass, block (no clean pass at the end)
-    assert one_request("ar", cost, acceptance, 64) == 64
+    assert one_request("chunk:32", cost, acceptance, 64) == 1 + 2
+    assert one_request("bd", cost, acceptance, 64) == 1 + 3  # block, clean pass, block (no clean pass at the end)
+    assert one_request("ar", cost, acceptance, 64) == 1 + 64
 
 
 def test_schedule_parse_and_arrivals():
@@ -112,7 +113,17 @@ def test_true_cost_prices_the_steps_while_the_controller_sees_the_profile(cost):
         cfg = dataclasses.replace(base, true_cost=truth)
         result = simulate("chunk:8", cost, acceptance, LoadSchedule.steady(0.0, 10.0), cfg, arrivals=[0.0])
         times[truth is None] = [t for t, *_ in result.steps]
-    assert len(times[True]) == len(times[False]) == 16
+    assert len(times[True]) == len(times[False]) == 1 + 16  # the prefill, then 64 tokens at 4 a step
     assert np.allclose(times[False], 2.0 * np.array(times[True]))
     assert capacity_rps(cost, acceptance, dataclasses.replace(base, true_cost=slower)) == pytest.approx(
         capacity_rps(cost, acceptance, base) / 2.0)
+
+
+def test_a_first_token_waits_for_its_prefill_step(cost):
+    """The engine prefills a request in its first step and decodes its first window in the next: the simulated
+    first token comes at the end of the second step, and the first step decodes nothing."""
+    cfg = SimConfig(max_batch=4, output_len=(64, 64), warmup_s=0.0, time_noise=0.0)
+    result = simulate("chunk:8", cost, always(4), LoadSchedule.steady(0.0, 10.0), cfg, arrivals=[0.0])
+    (first_end, first_batch, _, first_committed), (second_end, *_) = result.steps[:2]
+    assert first_batch == 0 and first_committed == 0
+    assert result.requests[0].first_token == pytest.approx(second_end) and second_end > first_end > 0
