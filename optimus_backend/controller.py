@@ -281,6 +281,10 @@ class ElasticController(ChunkController):
         """The batch range whose step-time factors price a step of ``batch`` requests."""
         return min(max(int(batch), 1).bit_length() - 1, BATCH_RANGES - 1)
 
+    def nearest_range_run(self, wanted: int) -> int:
+        """The batch range nearest ``wanted`` where some c ran (``wanted`` itself before any ran)."""
+        return min(self._ranges_run, key=lambda r: abs(r - wanted), default=wanted)
+
     def time_factors(self, batch: int) -> np.ndarray:
         """Each c's measured / profiled step time at ``batch`` requests: learned in its batch range for a c that ran
         there, interpolated in log c between the nearest c that ran there for one that has not, the nearest one's
@@ -291,7 +295,7 @@ class ElasticController(ChunkController):
         if wanted not in self._factors:
             factors = np.ones(len(self.candidates))
             if self._ranges_run:
-                k = min(self._ranges_run, key=lambda r: abs(r - wanted))
+                k = self.nearest_range_run(wanted)
                 ran, factors = self.latency_steps[k] > 0, self.learned_factor[k].copy()
                 if not ran.all():
                     log_factors = np.interp(self._log_chunks, self._log_chunks[ran], np.log(factors[ran]))
@@ -358,7 +362,7 @@ class ElasticController(ChunkController):
             ratio = min(max(ratio, usual / RATIO_BAND), usual * RATIO_BAND)
             k = self.batch_range(record.batch)
             if k not in self._ranges_run:  # a range's first step starts from the nearest range's level
-                self.level[k] = self.level[min(self._ranges_run, key=lambda r: abs(r - k), default=k)]
+                self.level[k] = self.level[self.nearest_range_run(k)]
             own = self.time_factors(record.batch)[i]  # a c's first step in a range starts from its interpolated factor
             self._recent_deviations.append(float(np.log(ratio / own)))
             if len(self._recent_deviations) >= 3:  # less the recent steps' common part (every factor lagging)
