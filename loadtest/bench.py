@@ -5,7 +5,8 @@ real tritonserver (``--path triton``, the default) or, where Triton can't run, t
 same request interface (``--path in-process``; rows are labelled so). Random-weight shapes (``--shape``) send
 random token ids and, with ``--replay STATS``, commit as many slots per step as the recorded shipped model did
 (rows are labelled replayed). ``--changing`` adds loads whose rate steps or ramps over time, run by every mode
-on the same arrivals. ``--offline`` prints the steps/s and tokens/s table of each mode instead.
+on the same arrivals, or whose number of concurrent users (closed loop) does. ``--offline`` prints the steps/s
+and tokens/s table of each mode instead.
 
     optimus bench --duration 30 --out out/bench              # CPU, shipped model, Triton gRPC
     optimus bench --offline                                  # the engine's steps/s & tokens/s per mode
@@ -56,7 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of Poisson arrivals per rate point")
     parser.add_argument("--changing", type=loads_argument, default={},
                         help="changing loads run before the sweep, 'label=secs@rps,secs~rps;label=...' (hold a rate, "
-                             "ramp to one; absolute req/s), e.g. 'burst=10@1,10@12,10@2,10~8,10@0.5'")
+                             "ramp to one; absolute req/s), e.g. 'burst=10@1,10@12,10@2,10~8,10@0.5', or a closed "
+                             "loop of concurrent users, e.g. 'users=users:20@2,10~64,20@64'")
     parser.add_argument("--drain", type=float, default=60.0, help="seconds past the arrivals before cancelling")
     parser.add_argument("--slo-ms", type=float, default=50.0, help="P90 TPOT SLO (ms)")
     parser.add_argument("--max-tokens", type=int, default=64, help="max_tokens of every request")

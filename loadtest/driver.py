@@ -4,7 +4,9 @@ A rate point: Poisson arrivals at ``rate`` for ``duration_s`` (the same seeded a
 request started at its scheduled time whatever the server's state; then up to ``drain_s`` for the requests in
 flight, after which they are cancelled and counted unfinished. The engine's state is sampled meanwhile.
 A sweep runs increasing rates and stops after the first point that breaks the SLO. A changing load runs the same
-way with a rate that steps or ramps over time (``shapes.parse``), and keeps the sampled state as a timeline.
+way with a rate that steps or ramps over time (``shapes.parse``), and keeps the sampled state as a timeline; a
+``users:`` load is a closed loop instead: as many requests in flight as the schedule's users, each user sending its
+next request the moment its previous one ends (a faster mode serves more requests).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from .metrics import RequestRecord, meets_slo, summarize
 from .shapes import Arrivals, constant, parse
 
 SAMPLE_PERIOD_S = 0.1
+USERS_CHECK_S = 0.05  # a closed loop also checks its user count this often when no request ends
 TIMELINE_STATE = ("running", "waiting", "chunk")  # engine stats kept in a changing load's timeline
 
 
@@ -52,36 +55,61 @@ def run_point(target, rate: float, spec: PointSpec) -> dict:
 
 
 def run_load(target, schedule: LoadSchedule, spec: PointSpec) -> tuple[dict, list[dict]]:
-    """One open-loop run of ``schedule`` (constant, steps or ramps): (its summary row, the engine's state sampled
-    every SAMPLE_PERIOD_S: seconds from the start, offered rate, running and waiting requests, chunk size)."""
-    arrivals = Arrivals(schedule, spec.seed).times
+    """One run of ``schedule``, open loop (constant, steps or ramps) or, for a users schedule, closed loop: (its
+    summary row, the engine's state sampled every SAMPLE_PERIOD_S: seconds from the start, offered rate or users,
+    running and waiting requests, chunk size)."""
     samples: list[dict] = []
     stop = threading.Event()
     origin = time.perf_counter()
     sampler = threading.Thread(target=_sample, args=(target, samples, origin, stop), daemon=True)
     deadline = origin + schedule.duration + spec.drain_s
     sampler.start()
-    records = []
-    for index, at in enumerate(arrivals):
-        delay = origin + at - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
-        record = RequestRecord(arrival=origin + at, deadline=deadline)
-        records.append(record)
-        target.start(spec.prompts[index % len(spec.prompts)], spec.params, record)
+    send = _closed_loop if schedule.users else _open_loop
+    records = send(target, schedule, spec, origin, deadline)
     for record in records:
         record.done.wait(max(0.0, deadline - time.perf_counter()) + 5.0)
         if not record.done.is_set():
             record.give_up()
     stop.set()
     sampler.join()
-    timeline = [{"t_s": s["t_s"], "offered_rps": float(schedule.rate(min(s["t_s"], schedule.duration))),
+    offered = "users" if schedule.users else "offered_rps"
+    timeline = [{"t_s": s["t_s"], offered: float(schedule.rate(min(s["t_s"], schedule.duration))),
                  **{key: s.get(key, 0) for key in TIMELINE_STATE}} for s in samples]
     return summarize(records, samples, schedule.duration), timeline
 
 
+def _open_loop(target, schedule: LoadSchedule, spec: PointSpec, origin: float, deadline: float) -> list:
+    """Starts each seeded Poisson arrival at its scheduled time, whatever the server's state."""
+    records = []
+    for index, at in enumerate(Arrivals(schedule, spec.seed).times):
+        delay = origin + at - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        record = RequestRecord(arrival=origin + at, deadline=deadline)
+        records.append(record)
+        target.start(spec.prompts[index % len(spec.prompts)], spec.params, record)
+    return records
+
+
+def _closed_loop(target, schedule: LoadSchedule, spec: PointSpec, origin: float, deadline: float) -> list:
+    """Until the schedule ends, tops the requests in flight up to the users of the moment whenever one ends."""
+    records, in_flight = [], []
+    ended = threading.Event()
+    while (now := time.perf_counter()) < origin + schedule.duration:
+        ended.clear()
+        in_flight = [r for r in in_flight if not r.done.is_set()]
+        for _ in range(schedule.users_at(now - origin) - len(in_flight)):
+            record = RequestRecord(arrival=time.perf_counter(), deadline=deadline, on_done=ended.set)
+            target.start(spec.prompts[len(records) % len(spec.prompts)], spec.params, record)
+            records.append(record)
+            in_flight.append(record)
+        ended.wait(USERS_CHECK_S)
+    return records
+
+
 def run_changing(target, loads: dict[str, str], spec: PointSpec) -> tuple[list[dict], list[dict]]:
-    """Each changing load (label -> ``shapes.parse`` spec, absolute req/s) once: (summary rows, timeline rows)."""
+    """Each changing load (label -> ``shapes.parse`` spec, absolute req/s or ``users:`` counts) once: (summary
+    rows, timeline rows)."""
     rows, timeline = [], []
     for label, text in tqdm(loads.items(), desc="changing loads", unit="load"):
         schedule = parse(text)

@@ -2,10 +2,12 @@
 
 Arrivals are open loop: a Poisson process whose rate follows ``--schedule`` (constant ``"600@2"``, steps
 ``"60@1,60@2,60@4"``, ramps ``"120~8"``; see shapes.py), drawn once and handed to the users in order, so a slow
-server builds a queue instead of slowing the arrivals. Each request fires three Locust request events, all in ms
-and measured from its scheduled arrival: ``TTFT``, ``TPOT`` ((e2e - TTFT) / (tokens - 1)) and ``E2E`` (its
-response length is the output token count; a failed request fails this event). Prompts are held-out eval
-problems in the checkpoint's chat template.
+server builds a queue instead of slowing the arrivals. A ``users:`` schedule (``"users:60@2,30~64,60@64"``) is a
+closed loop instead: that many users, each sending its next request as soon as its previous one ends (Locust stops
+the users above a lower count at once, cancelling their requests, which are not counted). Each request fires
+three Locust request events, all in ms and measured from its scheduled arrival: ``TTFT``, ``TPOT`` ((e2e - TTFT)
+/ (tokens - 1)) and ``E2E`` (its response length is the output token count; a failed request fails this event).
+Prompts are held-out eval problems in the checkpoint's chat template.
 
     locust -f loadtest/locustfile.py --headless --host http://127.0.0.1:8000 --grpc-url 127.0.0.1:8001 \\
         --schedule 600@2 --csv out/locust/soak GrpcStreamUser      # or HttpStreamUser
@@ -24,6 +26,7 @@ from client import http
 from client.grpc_stream import GrpcStream, read_generation
 from client.result import Generation
 from loadtest.shapes import Arrivals, parse
+from optimus_backend.simulator import LoadSchedule
 from loadtest.workload import eval_prompts
 from optimus_backend.config import DEFAULT_CHECKPOINT
 
@@ -34,7 +37,8 @@ PROMPTS: list[str] = []
 
 @events.init_command_line_parser.add_listener
 def _arguments(parser) -> None:
-    parser.add_argument("--schedule", default="60@1", help="arrival rate schedule, e.g. 600@2, 60@1,60@2, 120~8")
+    parser.add_argument("--schedule", default="60@1",
+                        help="arrival rate schedule, e.g. 600@2, 60@1,60@2, 120~8; or users:60@2,60@64 (closed loop)")
     parser.add_argument("--grpc-url", default="127.0.0.1:8001", help="Triton gRPC address (GrpcStreamUser)")
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="whose chat template the prompts use")
     parser.add_argument("--prompts-per-task", type=int, default=64, help="held-out problems per eval task")
@@ -54,14 +58,19 @@ def _setup(environment, **_) -> None:
         PROMPTS.extend(eval_prompts(options.prompts_per_task))
     # gRPC under gevent polls each channel's completion queue from gevent's thread pool (10 threads by default):
     # with more streams than threads, responses wait for a free thread (seconds, seen here with 16 users).
-    gevent.get_hub().threadpool.maxsize = 2 * options.max_in_flight + 8
+    schedule = parse(options.schedule)
+    users = max(value for _, value in schedule.knots) if schedule.users else options.max_in_flight
+    gevent.get_hub().threadpool.maxsize = 2 * int(users) + 8
 
 
 class ArrivalShape(LoadTestShape):
-    """Keeps ``--max-in-flight`` users for the schedule's duration, then up to ``--drain-s`` while requests are
-    in flight; hands each user the next scheduled arrival."""
+    """Keeps ``--max-in-flight`` users (a ``users:`` schedule: its users of the moment) for the schedule's
+    duration, then up to ``--drain-s`` while requests are in flight; hands each user the next scheduled arrival
+    (closed loop: the moment it asks)."""
 
+    schedule: LoadSchedule | None = None
     arrivals: Arrivals | None = None
+    sent = 0
     in_flight = 0
 
     def _options(self):
@@ -69,19 +78,30 @@ class ArrivalShape(LoadTestShape):
 
     def reset_time(self) -> None:
         super().reset_time()
-        self.arrivals = Arrivals(parse(self._options().schedule))
-        self.in_flight = 0
+        self.schedule = parse(self._options().schedule)
+        self.arrivals = None if self.schedule.users else Arrivals(self.schedule)
+        self.sent = self.in_flight = 0
 
     def next_arrival(self) -> tuple[int, float] | None:
         """(index, absolute perf_counter time) of the next arrival, or None when the schedule is exhausted."""
-        taken = self.arrivals.take() if self.arrivals is not None else None
+        if self.schedule is None:
+            return None
+        if self.schedule.users:
+            if self.get_run_time() >= self.schedule.duration:
+                return None
+            self.sent += 1
+            return self.sent - 1, time.perf_counter()
+        taken = self.arrivals.take()
         return None if taken is None else (taken[0], self.start_time + taken[1])
 
     def tick(self) -> tuple[int, float] | None:
         options, run_time = self._options(), self.get_run_time()
-        end = self.arrivals.schedule.duration if self.arrivals is not None else float("inf")
+        end = self.schedule.duration if self.schedule is not None else float("inf")
         if run_time > end and (self.in_flight == 0 or run_time > end + options.drain_s):
             return None
+        if self.schedule is not None and self.schedule.users:  # past the end, the last users finish theirs
+            users = self.schedule.users_at(min(run_time, end - 1e-6))
+            return users, float(max(users, 100))
         return options.max_in_flight, float(options.max_in_flight)
 
 

@@ -8,6 +8,7 @@ tokens per second between the first arrival and the last completion.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,16 +28,22 @@ class RequestRecord:
     error: str | None = None
     unfinished: bool = False
     done: threading.Event = field(default_factory=threading.Event)
+    on_done: Callable[[], None] | None = None  # called once the request ends, however it ends
 
     def finish(self, end: float, output_tokens: int, first: float | None, error: str | None = None) -> None:
         self.end, self.output_tokens, self.error = end, output_tokens, error
         self.first = first if first is not None else end
-        self.done.set()
+        self._end()
 
     def give_up(self) -> None:
         """Past the deadline: counted as unfinished (not as a latency sample)."""
         self.unfinished = True
+        self._end()
+
+    def _end(self) -> None:
         self.done.set()
+        if self.on_done is not None:
+            self.on_done()
 
     @property
     def ok(self) -> bool:

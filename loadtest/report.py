@@ -24,7 +24,7 @@ SUMMARY_COLUMNS = [  # metrics.summarize's row
     "host_ms_per_step", "schedule_ms_per_step", "step_over_predicted"]
 SWEEP_COLUMNS = LABELS + ["rate_rps", *SUMMARY_COLUMNS, "slo_ok"]
 CHANGING_COLUMNS = LABELS + ["load", "schedule", "duration_s", *SUMMARY_COLUMNS]
-TIMELINE_COLUMNS = ["model", "mode", "load", "t_s", "offered_rps", "running", "waiting", "chunk"]
+TIMELINE_COLUMNS = ["model", "mode", "load", "t_s", "offered_rps", "users", "running", "waiting", "chunk"]
 CHANGING_METRICS = [  # (column, header, higher is better) of the changing-load tables
     ("throughput_tok_s", "tok/s", True), ("tpot_p50_ms", "P50 TPOT ms", False), ("tpot_p90_ms", "P90 TPOT ms", False),
     ("ttft_p90_ms", "P90 TTFT ms", False), ("e2e_p50_ms", "P50 e2e ms", False), ("e2e_p90_ms", "P90 e2e ms", False)]
@@ -107,15 +107,18 @@ def write_plots(sweep: list[dict], capacity: list[dict], offline: list[dict], sl
 
 
 def changing_plots(timeline: list[dict], out: Path) -> list[Path]:
-    """Per model and changing load: offered rate, running requests and chunk size over time, one line per mode."""
+    """Per model and changing load: offered rate (or users), running requests and chunk size over time, one line
+    per mode."""
     plt = pyplot()
     paths = []
     for model, load in dict.fromkeys((r["model"], r["load"]) for r in timeline):
         rows = [r for r in timeline if r["model"] == model and r["load"] == load]
         fig, axes = plt.subplots(3, 1, figsize=(8, 7.5), sharex=True)
         first = [r for r in rows if r["mode"] == rows[0]["mode"]]
-        axes[0].plot([float(r["t_s"]) for r in first], [float(r["offered_rps"]) for r in first], color="black")
-        axes[0].set(ylabel="offered req/s", title=f"Changing load {load} — {model}")
+        offered = "users" if first[0].get("users") else "offered_rps"
+        axes[0].plot([float(r["t_s"]) for r in first], [float(r[offered]) for r in first], color="black")
+        axes[0].set(ylabel="concurrent users" if offered == "users" else "offered req/s",
+                    title=f"Changing load {load} — {model}")
         for mode in dict.fromkeys(r["mode"] for r in rows):
             series = [r for r in rows if r["mode"] == mode]
             times = [float(r["t_s"]) for r in series]
@@ -140,7 +143,9 @@ def changing_tables(rows: list[dict]) -> list[str]:
     for model, load in dict.fromkeys((r["model"], r["load"]) for r in rows):
         group = {r["mode"]: r for r in rows if r["model"] == model and r["load"] == load}
         schedule = next(iter(group.values()))["schedule"]
-        lines += [f"#### {model}, load `{load}` = `{schedule}` (req/s; `s@rate` holds, `s~rate` ramps)",
+        unit = ("closed loop of concurrent users; `s@n` holds, `s~n` ramps" if schedule.startswith("users:")
+                else "req/s; `s@rate` holds, `s~rate` ramps")
+        lines += [f"#### {model}, load `{load}` = `{schedule}` ({unit})",
                   "| mode | " + " | ".join(header for _, header, _ in CHANGING_METRICS) + " | mean c | failed | unfinished |",
                   "|---" * (len(CHANGING_METRICS) + 4) + "|"]
         for mode, r in group.items():

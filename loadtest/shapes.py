@@ -2,7 +2,8 @@
 
 A schedule is the simulator's ``LoadSchedule`` (piecewise-linear rate over time), written as a spec:
 ``"60@2"`` holds 2 req/s for 60 s, ``"30@1,30@2,30@4"`` steps, ``"60~8"`` ramps from the previous rate (0 at the
-start) to 8 req/s over 60 s. Arrival times are drawn once, up front, from a seeded Poisson process, so every mode
+start) to 8 req/s over 60 s; ``"users:30@2,30@64"`` is a closed loop of 2, then 64 concurrent users instead
+(driver.py). Arrival times are drawn once, up front, from a seeded Poisson process, so every mode
 and protocol sees the same arrivals. The Locust load shape that hands these arrivals to users lives in
 locustfile.py: this module must not import locust, which monkey-patches threads into greenlets on import.
 """
@@ -13,7 +14,7 @@ import threading
 
 import numpy as np
 
-from optimus_backend.simulator import LoadSchedule
+from optimus_backend.simulator import USERS_PREFIX, LoadSchedule
 
 SEED = 0
 
@@ -23,9 +24,13 @@ def constant(rate: float, duration_s: float) -> LoadSchedule:
 
 
 def parse(spec: str) -> LoadSchedule:
-    """A schedule from its spec; a ramp first ramps from 0."""
+    """A schedule from its spec; a ramp first ramps from 0 req/s (a ``users:`` ramp from one user)."""
     spec = spec.strip()
-    return LoadSchedule.parse(f"0@0,{spec}" if spec.split(",")[0].count("~") else spec)
+    users = spec.startswith(USERS_PREFIX)
+    body = spec.removeprefix(USERS_PREFIX)
+    if "~" in body.split(",")[0]:
+        body = ("0@1," if users else "0@0,") + body
+    return LoadSchedule.parse((USERS_PREFIX if users else "") + body)
 
 
 class Arrivals:

@@ -92,13 +92,13 @@ def plot_steady(rows: list[dict], title: str, path: Path) -> Path:
 
 
 def plot_changing(trace: list, schedule: LoadSchedule, title: str, path: Path) -> Path:
-    """Arrival rate, elastic's running batch and chosen chunk over time."""
+    """Arrival rate (or concurrent users), elastic's running batch and chosen chunk over time."""
     plt = pyplot()
     steps = np.array(trace, float).reshape(-1, 4)
     fig, (load, chunk) = plt.subplots(2, 1, figsize=(11, 6), sharex=True)
     t = np.linspace(0, schedule.duration, 400)
-    load.plot(t, schedule.rate(t), "C0", label="arrival rate (req/s)")
-    load.set(ylabel="req/s", title=title)
+    load.plot(t, schedule.rate(t), "C0")
+    load.set(ylabel="concurrent users" if schedule.users else "arrival rate (req/s)", title=title)
     twin = load.twinx()
     twin.plot(steps[:, 0], steps[:, 1], "C1", lw=0.8, label="running batch")
     twin.set_ylabel("running batch", color="C1")
@@ -144,11 +144,12 @@ def report(cost: CostModel, acceptance: AcceptanceStats, cfg: SimConfig, policie
         rows, per_seed, trace = run_jobs(jobs, seeds)
         rows = [{"model": name, "load": label, **r} for r in rows]
         write_csv(rows, out_dir / f"simulated_{name}_{label}.csv")
-        plot_changing(trace, schedule, f"{name}: {label} load {spec} (x capacity)",
+        plot_changing(trace, schedule, f"{name}: {label} load {spec}" + ("" if schedule.users else " (x capacity)"),
                       out_dir / f"simulated_{name}_{label}.png")
         versus = versus_fixed(rows, per_seed)
         write_csv(versus, out_dir / f"simulated_{name}_{label}_vs_fixed.csv")
-        lines += ["", f"{label} load `{spec}` (fractions of capacity, {seeds} seeds): elastic against every fixed chunk"]
+        unit = "closed loop, concurrent users" if schedule.users else "fractions of capacity"
+        lines += ["", f"{label} load `{spec}` ({unit}, {seeds} seeds): elastic against every fixed chunk"]
         lines += _table(versus, ["metric", "elastic", "best_fixed", "best_fixed_value", "ratio", "ratio_se",
                                  "fixed_beaten"])
     return lines

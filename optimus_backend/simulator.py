@@ -5,7 +5,9 @@ host time per step and per request), and each decoding request commits a number 
 acceptance distribution at c; a request admitted in a step only prefills there, as in the engine. Policies:
 ``elastic`` (the ElasticController), ``chunk:c`` (fixed c with prefix-KV reuse), ``bd`` (c = B without reuse: feeds
 the whole block and spends one extra clean pass per finished block) and ``ar`` (c = 1, one token per step).
-Arrivals are Poisson with a rate that follows a schedule (steady, steps, ramps); batching is continuous.
+Arrivals are Poisson with a rate that follows a schedule (steady, steps, ramps), or come from a closed loop of
+concurrent users whose number follows the schedule (a ``users:`` spec: each user sends its next request when its
+previous one ends, so a faster policy serves more requests); batching is continuous.
 """
 
 from __future__ import annotations
@@ -22,11 +24,16 @@ from .controller import StepRecord, controller_for
 from .cost_model import CostModel
 
 
+USERS_PREFIX = "users:"
+
+
 @dataclass
 class LoadSchedule:
-    """Arrival rate (requests/s) over time: piecewise linear through (time s, rate) knots."""
+    """Arrival rate (requests/s) over time, piecewise linear through (time s, rate) knots; with ``users`` the
+    values are concurrent users of a closed loop instead."""
 
     knots: list[tuple[float, float]]
+    users: bool = False
 
     @staticmethod
     def steady(rate: float, duration: float) -> LoadSchedule:
@@ -35,7 +42,10 @@ class LoadSchedule:
     @staticmethod
     def parse(spec: str, scale: float = 1.0) -> LoadSchedule:
         """``"30@0.2,30@1.1,60~0.1"``: hold rate 0.2 for 30 s, hold 1.1 for 30 s, ramp to 0.1 over 60 s
-        (rates multiplied by ``scale``)."""
+        (rates multiplied by ``scale``). ``"users:30@2,30@64"``: 2 concurrent users for 30 s, then 64 (not
+        scaled)."""
+        users = spec.startswith(USERS_PREFIX)
+        spec, scale = (spec.removeprefix(USERS_PREFIX), 1.0) if users else (spec, scale)
         knots: list[tuple[float, float]] = []
         t = 0.0
         for part in spec.split(","):
@@ -45,7 +55,9 @@ class LoadSchedule:
                 knots.append((t + (1e-6 if knots else 0.0), rate * scale))
             t += seconds
             knots.append((t, rate * scale))
-        return LoadSchedule(knots)
+        if users and min(value for _, value in knots) < 1:
+            raise ValueError(f"a users schedule needs at least one user throughout, got {spec!r}")
+        return LoadSchedule(knots, users)
 
     @property
     def duration(self) -> float:
@@ -55,8 +67,14 @@ class LoadSchedule:
         times, rates = zip(*self.knots)
         return np.interp(t, times, rates)
 
+    def users_at(self, t: float) -> int:
+        """Concurrent users of a closed loop at ``t`` (none after the schedule ends)."""
+        return round(float(self.rate(t))) if t < self.duration else 0
+
     def arrivals(self, rng: np.random.Generator) -> np.ndarray:
         """Arrival times of a Poisson process with this rate (by thinning)."""
+        if self.users:
+            raise ValueError("a users schedule has no arrival process: its users send requests in a closed loop")
         peak = max(rate for _, rate in self.knots)
         if peak <= 0:
             return np.zeros(0)
@@ -116,14 +134,21 @@ def _commit(request: _Request, drawn: int, bd_block: int | None) -> int:
 
 def simulate(policy: str, cost: CostModel, acceptance: AcceptanceStats, schedule: LoadSchedule, cfg: SimConfig,
              seed: int = 0, arrivals: np.ndarray | None = None) -> SimResult:
-    """Runs one policy; the same seed gives every policy the same arrivals and output lengths.
+    """Runs one policy; the same seed gives every policy the same arrivals and output lengths (with a users
+    schedule, the same sequence of output lengths).
 
     ``arrivals``: explicit arrival times (s) instead of the schedule's Poisson process.
     """
     load_rng, rng = np.random.default_rng(seed), np.random.default_rng(seed + 1)
-    arrivals = schedule.arrivals(load_rng) if arrivals is None else np.asarray(arrivals, float)
-    lengths = load_rng.integers(cfg.output_len[0], cfg.output_len[1] + 1, len(arrivals))
-    pending = [_Request(float(t), int(n)) for t, n in zip(arrivals, lengths)]
+
+    def output_lengths(count: int) -> np.ndarray:
+        return load_rng.integers(cfg.output_len[0], cfg.output_len[1] + 1, count)
+
+    if schedule.users:
+        arrivals = np.zeros(0)
+    elif arrivals is None:
+        arrivals = schedule.arrivals(load_rng)
+    pending = [_Request(float(t), int(n)) for t, n in zip(arrivals, output_lengths(len(arrivals)))]
     result = SimResult(policy, list(pending))
     block = acceptance.block_size
     mode = DecodingMode.parse(policy)
@@ -131,7 +156,13 @@ def simulate(policy: str, cost: CostModel, acceptance: AcceptanceStats, schedule
     truth = cfg.true_cost or cost
     running: list[_Request] = []
     now, end, next_arrival = 0.0, schedule.duration * (1 + cfg.drain_factor), 0
-    while (next_arrival < len(pending) or running) and now < end:
+    while True:
+        if schedule.users:  # each user whose request ended sends the next one now
+            for length in output_lengths(max(0, schedule.users_at(now) - len(running) - len(pending) + next_arrival)):
+                pending.append(_Request(now, int(length)))
+                result.requests.append(pending[-1])
+        if not (next_arrival < len(pending) or running) or now >= end:
+            break
         admitted = 0
         while (next_arrival < len(pending) and pending[next_arrival].arrival <= now and len(running) < cfg.max_batch
                and (not running or controller.can_admit(len(running)))):
@@ -213,7 +244,8 @@ def load_profile(path: str | Path) -> CostModel:
 
 DEFAULT_POLICIES = "elastic,ar,bd," + ",".join(f"chunk:{c}" for c in range(1, 33))
 DEFAULT_FRACTIONS = "0.05,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0,1.1,1.3"
-DEFAULT_CHANGING = "burst=40@0.1,40@1.1,40@0.3,40~1.0,40@0.05;wave=30@0.1,30~0.85,30@0.85,30~0.2,30@0.2,30~0.6,30@0.05"
+DEFAULT_CHANGING = ("burst=40@0.1,40@1.1,40@0.3,40~1.0,40@0.05;wave=30@0.1,30~0.85,30@0.85,30~0.2,30@0.2,30~0.6,30@0.05;"
+                    "users=users:20@2,10~64,20@64,10~8,20@8,10~128,20@128,10~1,20@1")
 OUT_DIR = PROJECT_ROOT / "docs" / "benchmarks"
 
 
@@ -227,7 +259,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=120.0, help="seconds of arrivals per steady rate")
     parser.add_argument("--changing", default=DEFAULT_CHANGING,
                         help="changing loads 'label=secs@frac,secs~frac;label=...' (hold / ramp, fractions of "
-                             "capacity); '' skips")
+                             "capacity), or 'label=users:secs@n,...' (a closed loop of n concurrent users); '' skips")
     parser.add_argument("--max-batch", type=int, default=SimConfig.max_batch)
     parser.add_argument("--prompt-len", type=int, default=SimConfig.prompt_len)
     parser.add_argument("--host-ms", default="0,0",

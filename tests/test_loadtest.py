@@ -10,6 +10,7 @@ import json
 import math
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -42,7 +43,7 @@ def test_bench_sweep_report_is_complete(tiny_checkpoint, tiny_ar_checkpoint, tmp
     code = optimus(["bench", "--checkpoint", str(tiny_checkpoint), "--ar-checkpoint", str(tiny_ar_checkpoint),
                     "--device", "cpu", "--modes", ",".join(MODES), "--rates", "2,6", "--duration", "1.5",
                     "--drain", "30", "--max-tokens", "12", "--ignore-eos", "--prompts-per-task", "2",
-                    "--changing", "step=1@2,1@6",
+                    "--changing", "step=1@2,1@6;users=users:1@2,1@4",
                     "--batches", ",".join(map(str, BATCHES)), "--workers", "8", "--out", str(out)])
     assert code == 0
     columns, sweep = read(out / "sweep.csv")
@@ -59,25 +60,27 @@ def test_bench_sweep_report_is_complete(tiny_checkpoint, tiny_ar_checkpoint, tmp
     assert [(r["mode"], int(r["batch"])) for r in offline] == [(m, b) for m in MODES for b in BATCHES]
     columns, changing = read(out / "changing.csv")
     assert columns == report.CHANGING_COLUMNS and [(r["mode"], r["load"]) for r in changing] == [
-        (m, "step") for m in MODES]
+        (m, load) for m in MODES for load in ("step", "users")]
     assert all(row[c] != "" for row in changing for c in columns) and all(r["failed"] == "0" for r in changing)
     columns, timeline = read(out / "timeline.csv")
     assert columns == report.TIMELINE_COLUMNS and {r["mode"] for r in timeline} == set(MODES)
-    for plot in [*report.PLOTS, f"changing_{tiny_checkpoint.name}_step.png"]:
+    for plot in [*report.PLOTS, *(f"changing_{tiny_checkpoint.name}_{load}.png" for load in ("step", "users"))]:
         assert (out / plot).stat().st_size > 1000, plot
     summary = (out / "summary.md").read_text()
     assert "SLO capacity" in summary and "elastic/AR" in summary and "| elastic |" in summary
     assert "load `step`" in summary and "elastic / best fixed chunk per metric" in summary
+    assert "load `users` = `users:1@2,1@4` (closed loop" in summary
 
 
 @pytest.mark.timeout(120)
-def test_locust_headless_writes_csv(tiny_checkpoint, tmp_path):
+@pytest.mark.parametrize("schedule", ["2@2,2~4", "users:2@2,2@4"])
+def test_locust_headless_writes_csv(tiny_checkpoint, tmp_path, schedule):
     params = {"checkpoint": str(tiny_checkpoint), "mode": "bd", "device": "cpu"}
     with TritonServer(params, instance_kind="KIND_CPU", log_path=tmp_path / "triton.log") as server:
         run = subprocess.run(
             [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtest" / "locustfile.py"), "--headless",
              "--host", server.http_url, "--grpc-url", server.grpc_url, "--checkpoint", str(tiny_checkpoint),
-             "--prompts-per-task", "2", "--schedule", "2@2,2~4", "--max-tokens", "8", "--ignore-eos",
+             "--prompts-per-task", "2", "--schedule", schedule, "--max-tokens", "8", "--ignore-eos",
              "--max-in-flight", "12", "--csv", str(tmp_path / "locust"), "--only-summary",
              "GrpcStreamUser", "HttpStreamUser"], cwd=ROOT, capture_output=True, text=True, timeout=100)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -130,6 +133,47 @@ def test_changing_loads_follow_their_schedule_and_name_bad_items():
     for bad, named in (("1@2", "label=schedule"), ("a=1@x", "'a'"), ("a=", "label=schedule")):
         with pytest.raises(ValueError, match=named):
             parse_loads(bad)
+
+
+class HoldingTarget:
+    """Holds every request for ``hold_s`` (on a timer thread) before finishing it with 5 tokens; notes how many
+    were in flight at each start."""
+
+    label = "holding"
+
+    def __init__(self, hold_s: float):
+        self.hold_s, self.in_flight, self.starts = hold_s, 0, []
+        self.lock = threading.Lock()
+
+    def start(self, prompt, params, record: RequestRecord) -> None:
+        with self.lock:
+            self.in_flight += 1
+            self.starts.append((time.perf_counter(), self.in_flight))
+        threading.Timer(self.hold_s, self._finish, args=(record,)).start()
+
+    def _finish(self, record: RequestRecord) -> None:
+        with self.lock:
+            self.in_flight -= 1
+        now = time.perf_counter()
+        record.finish(now, 5, now - self.hold_s / 2)
+
+    def stats(self) -> dict:
+        return {"running": self.in_flight, "waiting": 0, "chunk": 4}
+
+
+def test_a_users_load_keeps_each_user_one_request_in_flight():
+    spec = PointSpec(prompts=["p"], params={}, duration_s=1.0, drain_s=1.0, slo_ms=50.0)
+    target = HoldingTarget(0.02)
+    begin = time.perf_counter()
+    rows, timeline = run_changing(target, {"users": "users:0.6@2,0.6@6"}, spec)
+    assert rows[0]["failed"] == 0 and rows[0]["completed"] == rows[0]["requests"] == len(target.starts)
+    first = [n for t, n in target.starts if t - begin < 0.55]
+    second = [n for t, n in target.starts if 0.7 < t - begin]
+    assert max(first) == 2 and max(second) == 6  # never more in flight than users, and every user busy
+    assert 0.5 * (0.6 / 0.02) * (2 + 6) < rows[0]["requests"] < (0.6 / 0.02) * (2 + 6) + 8  # users resend at once
+    assert {r["users"] for r in timeline if r["t_s"] < 0.55} == {2.0}
+    assert {r["users"] for r in timeline if 0.65 < r["t_s"] < 1.2} == {6.0}
+    assert parse("users:2~8").users_at(1.5) == 6  # a users ramp starts from one user: 1 + 7 * 0.75
 
 
 def _record(arrival: float, first: float, end: float, tokens: int) -> RequestRecord:

@@ -127,3 +127,46 @@ def test_a_first_token_waits_for_its_prefill_step(cost):
     (first_end, first_batch, _, first_committed), (second_end, *_) = result.steps[:2]
     assert first_batch == 0 and first_committed == 0
     assert result.requests[0].first_token == pytest.approx(second_end) and second_end > first_end > 0
+
+
+def test_users_schedule_counts_users_not_rates():
+    schedule = LoadSchedule.parse("users:5@2,5~6", scale=10.0)  # user counts are never scaled
+    assert schedule.users and schedule.duration == pytest.approx(10.0)
+    assert schedule.users_at(2.0) == 2 and schedule.users_at(7.5) == 4 and schedule.users_at(10.0) == 0
+    with pytest.raises(ValueError, match="closed loop"):
+        schedule.arrivals(np.random.default_rng(0))
+    with pytest.raises(ValueError, match="at least one user"):
+        LoadSchedule.parse("users:5@2,5@0")
+
+
+def test_a_closed_loop_keeps_every_user_with_one_request_in_flight(cost):
+    """Each user sends its next request when its previous one ends: at every step boundary before the schedule
+    ends there are at least as many requests in the system as users, and a new request is sent only where users
+    would otherwise be idle (after the users drop, the requests in flight finish first)."""
+    cfg = SimConfig(max_batch=16, output_len=(8, 40), warmup_s=0.0)
+    schedule = LoadSchedule.parse("users:2@3,2@9,2@1")
+    result = simulate("chunk:8", cost, always(4), schedule, cfg)
+    boundaries = [t for t, *_ in result.steps if t < schedule.duration]
+    assert len(boundaries) > 50
+    for t in boundaries:
+        in_system = sum(r.arrival <= t and (r.finish is None or r.finish > t) for r in result.requests)
+        sent = sum(r.arrival == t for r in result.requests)
+        assert in_system >= schedule.users_at(t)
+        assert sent == 0 or in_system == schedule.users_at(t)
+    assert all(r.finish is not None for r in result.requests)  # the drain serves the last users' requests
+    assert len(result.requests) > 9 + 3  # users that finished sent more
+
+
+def test_elastic_beats_every_fixed_chunk_when_the_users_change(cost):
+    """A closed loop from 1 to 64 users and back to 2: a fixed chunk suits one of the loads, elastic each."""
+    cfg = SimConfig(max_batch=64, output_len=(32, 96), warmup_s=0.0)
+    schedule = LoadSchedule.parse("users:4@1,4@64,4@2")
+    acceptance = synthetic(steps=300)
+
+    def throughput(policy: str) -> float:
+        return summarize(simulate(policy, cost, acceptance, schedule, cfg), 0.0, schedule.duration,
+                         50.0)["throughput_tok_s"]
+
+    elastic = throughput("elastic")
+    fixed = {c: throughput(f"chunk:{c}") for c in (1, 2, 4, 8, 12, 16, 24, 32)}
+    assert all(elastic > 1.01 * tok_s for tok_s in fixed.values()), (elastic, fixed)
