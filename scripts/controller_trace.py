@@ -1,7 +1,9 @@
-"""Diagnostics: one open-loop rate point of one mode on a random-weight shape (acceptance replayed), optionally
-followed by offline batches (``--offline 4,16``: B requests at once, as the benchmark's offline rows run, one batch
-after the other), then every step record the controller kept (batch, chunk, prefill tokens, predicted and measured
-ms, committed) as JSON, with the elastic controller's E[c] estimates and their requests' worth as each batch began.
+"""Diagnostics: one open-loop rate point of one mode on a random-weight shape (acceptance replayed), or a changing
+load (``--load``, e.g. a closed loop ``users:10@2,4~128,10@128``), optionally followed by offline batches
+(``--offline 4,16``: B requests at once, as the benchmark's offline rows run, one batch after the other), then every
+step record the controller kept (batch, chunk, prefill tokens, predicted and measured ms, committed) as JSON, with
+the elastic controller's E[c] estimates and their requests' worth as each batch began, and every ``SNAPSHOT_STEPS``
+steps its decision inputs at that step's batch (optimistic E[c], step-time factors, the predicted rate of each c).
 
     python3 scripts/controller_trace.py --replay docs/benchmarks/acceptance-synthetic.json --rate 64 --out $OUT
 """
@@ -14,10 +16,13 @@ import json
 from pathlib import Path
 
 from loadtest import bench
-from loadtest.driver import run_point
+from loadtest.driver import run_load, run_point
+from loadtest.shapes import parse
 from loadtest.offline import measure_batch
 from loadtest.scale import bench_args, shape_spec
 from optimus_backend.controller import BATCH_RANGES
+
+SNAPSHOT_STEPS = 25
 
 
 def main() -> int:
@@ -29,6 +34,7 @@ def main() -> int:
     parser.add_argument("--prompt-len", type=int, default=256)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--load", default="", help="a changing load (shapes.parse spec) instead of the rate point")
     parser.add_argument("--offline", default="", help="requests of each offline batch after the rate point (4,16)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
@@ -40,8 +46,9 @@ def main() -> int:
         with bench.open_target(run_args, bench.mode_config(run_args, mode), args.out, 64) as target:
             bench.warm_up(target, prompts, params, 64)
             first = target.engine.steps
-            row = run_point(target, args.rate, spec)
             controller = target.engine.controller
+            snapshots = watch(controller)
+            row = run_load(target, parse(args.load), spec)[0] if args.load else run_point(target, args.rate, spec)
             offline = []
             for batch in (int(b) for b in args.offline.split(",") if b):
                 offline.append({"first_step": target.engine.steps, **estimates(controller),
@@ -52,11 +59,36 @@ def main() -> int:
         print(f"{mode}: {row['throughput_tok_s']:.0f} tok/s{offline_note}, {len(records)} steps", flush=True)
         factors = getattr(controller, "time_factors", None)  # per batch range [2**k, 2**(k+1))
         ranges = range(BATCH_RANGES) if factors is not None else ()
-        trace = {"mode": mode, "row": row, "offline": offline, "records": records,
+        trace = {"mode": mode, "row": row, "offline": offline, "records": records, "snapshots": snapshots,
                  "time_factors": {2**k: factors(2**k).tolist() for k in ranges}}
         del controller
         (args.out / f"trace_{mode.replace(':', '')}.json").write_text(json.dumps(trace))
     return 0
+
+
+def watch(controller) -> list[dict]:
+    """Snapshots of an elastic controller's decision inputs every SNAPSHOT_STEPS observed steps (none for a fixed
+    one), taken at the observed step's batch."""
+    snapshots: list[dict] = []
+    if not hasattr(controller, "decision_value"):
+        return snapshots
+    observe = controller.observe
+
+    def observed(record) -> None:
+        observe(record)
+        if controller.steps % SNAPSHOT_STEPS == 0 and record.batch:
+            batch = record.batch
+            profiled = controller.step_profile(batch)
+            snapshots.append({"step": controller.steps, "batch": batch, "chunk": record.chunk,
+                              "optimistic_e": controller.decision_bounds()[0].tolist(),
+                              "requests": controller.requests().tolist(),
+                              "factors": controller.time_factors(batch).tolist(),
+                              "optimistic_factors": controller.optimistic_factors(batch).tolist(),
+                              "profiled_ms": profiled.tolist(),
+                              "rate": (controller.decision_value(batch) / profiled).tolist()})
+
+    controller.observe = observed
+    return snapshots
 
 
 def estimates(controller) -> dict:
