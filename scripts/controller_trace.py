@@ -35,6 +35,8 @@ def main() -> int:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--load", default="", help="a changing load (shapes.parse spec) instead of the rate point")
+    parser.add_argument("--warm-batch", type=int, default=64,
+                        help="requests at once in the warm-up (loadtest.scale warms up with its largest batch)")
     parser.add_argument("--offline", default="", help="requests of each offline batch after the rate point (4,16)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
@@ -43,8 +45,8 @@ def main() -> int:
     spec = shape_spec(args.shape, args.prompt_len, args.max_tokens, args.duration, 15.0, 50.0)
     prompts, params = spec.prompts, spec.params
     for mode in args.modes.split(","):
-        with bench.open_target(run_args, bench.mode_config(run_args, mode), args.out, 64) as target:
-            bench.warm_up(target, prompts, params, 64)
+        with bench.open_target(run_args, bench.mode_config(run_args, mode), args.out, args.warm_batch) as target:
+            bench.warm_up(target, prompts, params, args.warm_batch)
             first = target.engine.steps
             controller = target.engine.controller
             snapshots = watch(controller)
