@@ -25,8 +25,8 @@ from the profiled cost model and E[c] (committed tokens per request per step at 
   shift in acceptance: when it leaves 1 by more than ``drift``, every other estimate is forgotten. A step counts in
   it by the share of b * c decode tokens it fed: windows cut short (the last steps of a draining load) commit less
   without any shift.
-- T(b, c) is the profile at the tokens the step really runs, the prompts it prefills included (a c that leaves a
-  CUDA graph bucket part empty pays for all of it, so c that fill a bucket win), times that c's measured / profiled step time over the steps without
+- T(b, c) is the profile at the tokens the step really runs (a c that leaves a CUDA graph bucket part empty pays
+  for all of it, so c that fill a bucket win), times that c's measured / profiled step time over the steps without
   prefill (a step's prefill is paid whichever c runs, so it is kept out): a running mean over the c's first steps,
   a moving average after that, a step's ratio held within ``RATIO_BAND`` of the recent steps' median, which starts
   at the profile's (one slow step, a collection or a compile on first use, can't price a c out, the first one
@@ -91,7 +91,7 @@ class StepRecord:
     """One engine step as the controller saw it."""
 
     step: int
-    batch: int  # decoding requests, as priced by the choice (those only caching their last commits included)
+    batch: int
     chunk: int
     fed_tokens: int
     committed_tokens: int
@@ -113,8 +113,7 @@ class ChunkController:
     def choose(self, batch: int, prefix: float | None = None,
                step_tokens: Callable[[np.ndarray], np.ndarray] | None = None) -> int:
         """The chunk size for this step of ``batch`` decoding requests (``prefix``: their mean cached length;
-        ``step_tokens``: the tokens the step really runs for each chunk size, the prompts it prefills included,
-        default ``batch * c``)."""
+        ``step_tokens``: the decode tokens the step really runs for each chunk size, default ``batch * c``)."""
         raise NotImplementedError
 
     def observe(self, record: StepRecord) -> None:
@@ -266,8 +265,7 @@ class ElasticController(ChunkController):
     def step_profile(self, batch: int, prefix: float | None = None,
                      step_tokens: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
         """The profile's T(batch, c) for every candidate at the tokens the step really runs (windows cut short feed
-        less; a c that leaves a CUDA graph bucket part empty pays for all of it; a prefill in the step adds its
-        tokens)."""
+        less; a c that leaves a CUDA graph bucket part empty pays for all of it)."""
         tokens = batch * self.candidates if step_tokens is None else step_tokens(self.candidates)
         return self.profiled(batch, np.maximum(tokens, 1), prefix)
 

@@ -273,7 +273,7 @@ class Engine:
         fed = sum(plan.fed_len for _, plan in batch)
         prefill = sum(plan.fed_len for _, plan in batch if plan.kind is StepKind.PREFILL)
         committed = sum(len(c) for c in commits)
-        decoding = sum(1 for _, plan in batch if plan.kind is not StepKind.PREFILL)  # the batch the choice priced
+        decoding = sum(1 for _, plan in batch if plan.scored)
         for (request, plan), request_commits in zip(batch, commits):
             if not request.finished:  # else a stop string ended it while this step ran: its commits are dropped
                 request.apply(plan, request_commits)

@@ -60,10 +60,9 @@ class Scheduler:
 
     def _step_tokens(self, decoding: list[Request], prefilling: list[Request],
                      frames: dict[str, tuple[int, int, int]]) -> Callable[[np.ndarray], np.ndarray]:
-        """Tokens a step really runs for each chunk size, the prompts it prefills included (computed only if the
-        controller asks, leaving the windows' frames in ``frames`` for the plans): windows cut at their block's
-        end feed less than c, and the step runs its CUDA graph bucket's tokens. The prefill lengthens the step
-        whichever c runs, so a choice that left it out priced a small c as if its step were that much shorter."""
+        """Decode tokens a step really runs for each chunk size (computed only if the controller asks, leaving
+        the windows' frames in ``frames`` for the plans): windows cut at their block's end feed less than c, and
+        the step runs its CUDA graph bucket's tokens."""
 
         def step_tokens(chunks: np.ndarray) -> np.ndarray:
             if self.prefix_reuse and decoding:
@@ -71,8 +70,10 @@ class Scheduler:
                 fed = fed_tokens(list(frames.values()), chunks)
             else:
                 fed = max(len(decoding), 1) * chunks
-            fed = fed + sum(r.prefill_end() for r in prefilling)
-            return fed if self.padded_tokens is None else self.padded_tokens(len(self.running), fed)
+            if self.padded_tokens is None:
+                return fed
+            prefill, requests = sum(r.prefill_end() for r in prefilling), len(self.running)
+            return self.padded_tokens(requests, fed + prefill) - prefill
 
         return step_tokens
 

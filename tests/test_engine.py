@@ -99,46 +99,6 @@ def test_engine_follows_a_chunk_size_sequence_like_the_reference(tiny_checkpoint
         (r.step, pos, tok) for r in expected.records for pos, tok in r.committed.items())
 
 
-class PricingRecorder(ScriptedController):
-    """A fixed chunk that notes the batch and the step tokens each choice is given, and each step's record."""
-
-    def __init__(self, chunk: int):
-        super().__init__([chunk])
-        self.priced: list[tuple[int, int]] = []
-        self.records: list = []
-
-    def choose(self, batch: int, prefix=None, step_tokens=None) -> int:
-        chunk = super().choose(batch)
-        self.priced.append((batch, int(step_tokens(np.array([chunk]))[0])))
-        return chunk
-
-    def observe(self, record) -> None:
-        super().observe(record)
-        self.records.append(record)
-
-
-@pytest.mark.parametrize("chunk", [1, 4])
-def test_a_step_records_the_batch_and_tokens_its_choice_priced(tiny_checkpoint, chunk):
-    """A step's record counts every decoding request the choice was given, those whose window only caches their
-    last commits included (at c = 1 every other step of a request), and the choice priced the tokens the step then
-    fed, the prompts it prefilled included. Counting only the requests that scored a slot made E[1] look twice
-    its yield per decoding request, and a choice without the prefill priced a small c as if its step were shorter."""
-    engine = make_engine(tiny_checkpoint, f"chunk:{chunk}")
-    engine.controller = engine.scheduler.controller = PricingRecorder(chunk)
-    handles: list = []
-    arrivals = {step: [(prompt, PARAMS, handles)] for step, prompt in zip((0, 0, 3, 5, 9), PROMPTS)}
-    run_to_end(engine, handles, arrivals)
-    records, priced = engine.controller.records, engine.controller.priced
-    assert len(records) == len(priced) == engine.steps and all(h.request.finished for h in handles)
-    assert any(r.prefill_tokens and r.batch for r in records)  # steps that prefill and decode
-    for record, (batch, tokens) in zip(records, priced):
-        assert tokens == record.fed_tokens
-        assert record.batch == (batch if record.fed_tokens > record.prefill_tokens else 0)
-    decoding = [r for r in records if r.batch]
-    per_request = sum(r.committed_tokens for r in decoding) / sum(r.batch for r in decoding)
-    assert per_request == pytest.approx(0.5, abs=0.1) if chunk == 1 else per_request > 1.0
-
-
 def test_ar_engine_matches_the_reference(tiny_ar_checkpoint):
     engine = make_engine(tiny_ar_checkpoint, "ar")
     handles = [engine.submit(p, PARAMS) for p in PROMPTS[:3]]
