@@ -244,7 +244,8 @@ def load_profile(path: str | Path) -> CostModel:
 
 DEFAULT_POLICIES = "elastic,ar,bd," + ",".join(f"chunk:{c}" for c in range(1, 33))
 DEFAULT_FRACTIONS = "0.05,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0,1.1,1.3"
-DEFAULT_CHANGING = ("burst=40@0.1,40@1.1,40@0.3,40~1.0,40@0.05;wave=30@0.1,30~0.85,30@0.85,30~0.2,30@0.2,30~0.6,30@0.05;"
+DEFAULT_CHANGING = ("burst=40@0.1,40@1.1,40@0.3,40~1.0,40@0.05;"
+                    "wave=30@0.1,30~0.85,30@0.85,30~0.2,30@0.2,30~0.6,30@0.05;"
                     "users=users:20@2,10~64,20@64,10~8,20@8,10~128,20@128,10~1,20@1")
 OUT_DIR = PROJECT_ROOT / "docs" / "benchmarks"
 
