@@ -13,6 +13,8 @@ import json
 import queue
 from pathlib import Path
 
+from tqdm import tqdm
+
 from optimus_backend.config import SamplingParams
 from optimus_backend.simulator import LoadSchedule
 from priced_engine import priced_engine
@@ -44,7 +46,9 @@ def main() -> int:
     params = SamplingParams(max_tokens=args.max_tokens, ignore_eos=True)
     deltas: queue.SimpleQueue = queue.SimpleQueue()
     in_flight, sent, records = 0, 0, []
+    bar = tqdm(total=round(schedule.duration), desc="priced seconds", unit="s")
     while clock[0] < schedule.duration:
+        bar.update(int(clock[0]) - bar.n)
         while not deltas.empty():
             in_flight -= deltas.get().finished
         for _ in range(schedule.users_at(clock[0]) - in_flight):
@@ -52,6 +56,7 @@ def main() -> int:
             in_flight, sent = in_flight + 1, sent + 1
         engine.run_until_idle(1)
         records.append((clock[0], engine.controller.history[-1]) if engine.controller.history else None)
+    bar.close()
     engine.run_until_idle()
     steps = [(t, r) for t, r in (x for x in records if x) if r.batch]
     print(f"{args.mode}: {sent} requests, {len(steps)} steps")
