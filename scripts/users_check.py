@@ -48,7 +48,8 @@ def main() -> int:
     in_flight, sent, records = 0, 0, []
     bar = tqdm(total=round(schedule.duration), desc="priced seconds", unit="s")
     while clock[0] < schedule.duration:
-        bar.update(int(clock[0]) - bar.n)
+        if int(clock[0]) > bar.n:
+            bar.update(int(clock[0]) - bar.n)
         while not deltas.empty():
             in_flight -= deltas.get().finished
         for _ in range(schedule.users_at(clock[0]) - in_flight):
