@@ -26,9 +26,9 @@ from client import http
 from client.grpc_stream import GrpcStream, read_generation
 from client.result import Generation
 from loadtest.shapes import Arrivals, parse
-from optimus_backend.simulator import LoadSchedule
 from loadtest.workload import eval_prompts
 from optimus_backend.config import DEFAULT_CHECKPOINT
+from optimus_backend.simulator import LoadSchedule
 
 grpc_gevent.init_gevent()  # gRPC's own threads must cooperate with Locust's greenlets
 
@@ -59,7 +59,7 @@ def _setup(environment, **_) -> None:
     # gRPC under gevent polls each channel's completion queue from gevent's thread pool (10 threads by default):
     # with more streams than threads, responses wait for a free thread (seconds, seen here with 16 users).
     schedule = parse(options.schedule)
-    users = max(value for _, value in schedule.knots) if schedule.users else options.max_in_flight
+    users = schedule.peak if schedule.users else options.max_in_flight
     gevent.get_hub().threadpool.maxsize = 2 * int(users) + 8
 
 

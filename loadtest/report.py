@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 
 from optimus_backend.plots import pyplot, save_png
+from optimus_backend.simulator import USERS_PREFIX
 
 LABELS = ["model", "mode", "checkpoint", "path", "replayed", "card"]  # model: the BD model (ar rows: its AR twin)
 SUMMARY_COLUMNS = [  # metrics.summarize's row
@@ -143,7 +144,7 @@ def changing_tables(rows: list[dict]) -> list[str]:
     for model, load in dict.fromkeys((r["model"], r["load"]) for r in rows):
         group = {r["mode"]: r for r in rows if r["model"] == model and r["load"] == load}
         schedule = next(iter(group.values()))["schedule"]
-        unit = ("closed loop of concurrent users; `s@n` holds, `s~n` ramps" if schedule.startswith("users:")
+        unit = ("closed loop of concurrent users; `s@n` holds, `s~n` ramps" if schedule.startswith(USERS_PREFIX)
                 else "req/s; `s@rate` holds, `s~rate` ramps")
         lines += [f"#### {model}, load `{load}` = `{schedule}` ({unit})",
                   "| mode | " + " | ".join(header for _, header, _ in CHANGING_METRICS) + " | mean c | failed | unfinished |",

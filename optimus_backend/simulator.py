@@ -63,6 +63,11 @@ class LoadSchedule:
     def duration(self) -> float:
         return self.knots[-1][0]
 
+    @property
+    def peak(self) -> float:
+        """The highest rate (or number of users) of the schedule."""
+        return max(value for _, value in self.knots)
+
     def rate(self, t: float | np.ndarray) -> float | np.ndarray:
         times, rates = zip(*self.knots)
         return np.interp(t, times, rates)
@@ -75,12 +80,11 @@ class LoadSchedule:
         """Arrival times of a Poisson process with this rate (by thinning)."""
         if self.users:
             raise ValueError("a users schedule has no arrival process: its users send requests in a closed loop")
-        peak = max(rate for _, rate in self.knots)
-        if peak <= 0:
+        if self.peak <= 0:
             return np.zeros(0)
-        count = rng.poisson(peak * self.duration)
+        count = rng.poisson(self.peak * self.duration)
         times = np.sort(rng.uniform(0.0, self.duration, count))
-        return times[rng.uniform(0.0, peak, count) < self.rate(times)]
+        return times[rng.uniform(0.0, self.peak, count) < self.rate(times)]
 
 
 @dataclass

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from loadtest import bench
 from loadtest.driver import run_load, run_point
-from loadtest.shapes import parse
 from loadtest.offline import measure_batch
 from loadtest.scale import bench_args, shape_spec
+from loadtest.shapes import parse
 from optimus_backend.controller import BATCH_RANGES
 
 SNAPSHOT_STEPS = 25
