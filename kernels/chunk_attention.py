@@ -18,7 +18,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from kernels.launch import interpreting, multiprocessor_count
+from kernels.launch import compute_capability, interpreting, multiprocessor_count
 
 MAX_BLOCK_M = 128  # query rows x group heads per program
 MIN_SPLIT_LEN = 128  # a prefix split is worth its merge only past this many tokens
@@ -30,6 +30,37 @@ def _attention_configs() -> list[triton.Config]:
         return [triton.Config({"BLOCK_N": 16}, num_warps=4, num_stages=1)]
     shapes = ((32, 4, 3), (32, 4, 4), (64, 4, 3), (64, 8, 3), (64, 4, 4), (128, 8, 2))
     return [triton.Config({"BLOCK_N": n}, num_warps=w, num_stages=s) for n, w, s in shapes]
+
+
+@dataclass(frozen=True)
+class LaunchConfig:
+    """Prefix tokens per loop step, warps and software-pipeline stages of one attention launch."""
+
+    block_n: int
+    warps: int
+    stages: int
+
+
+# The fastest config per (head dim, BLOCK_M, split) on an H100 (`python3 -m kernels.tune_attention`, 2026-11-28,
+# docs/benchmarks/h100-0606-attention-configs/); other devices and keys autotune over _attention_configs() at their
+# first call, which picks from one shape and so varies by up to 15% at others.
+HOPPER_CONFIGS: dict[tuple[int, int, bool], LaunchConfig] = {
+    (128, 16, False): LaunchConfig(64, 4, 3),
+    (128, 16, True): LaunchConfig(128, 4, 2),
+    (128, 32, False): LaunchConfig(128, 4, 2),
+    (128, 32, True): LaunchConfig(128, 4, 3),
+    (128, 64, False): LaunchConfig(64, 4, 3),
+    (128, 64, True): LaunchConfig(64, 4, 4),
+    (128, 128, False): LaunchConfig(32, 4, 3),
+    (128, 128, True): LaunchConfig(64, 4, 4),
+}
+
+
+def launch_config(head_dim: int, block_m: int, split: bool, device: torch.device) -> LaunchConfig | None:
+    """The measured config of this launch on a Hopper GPU (compute capability 9.x); None where autotuning decides."""
+    if interpreting() or compute_capability(device)[0] != 9:
+        return None
+    return HOPPER_CONFIGS.get((head_dim, block_m, split))
 
 
 @triton.jit
@@ -73,7 +104,7 @@ def _chunk_attention_kernel(
     stride_table,
     PAGE_SIZE: tl.constexpr, GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_Q: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr,
-    MIN_SPLIT: tl.constexpr, ALIGN: tl.constexpr,
+    MIN_SPLIT: tl.constexpr, ALIGN: tl.constexpr, PAGE_TILES: tl.constexpr, BLOCK_W: tl.constexpr,
 ):  # fmt: skip
     tile = tl.program_id(0)
     kv_head = tl.program_id(1)
@@ -113,10 +144,18 @@ def _chunk_attention_kernel(
     row_max = tl.full([BLOCK_M], -1e30, tl.float32)
     row_sum = tl.zeros([BLOCK_M], dtype=tl.float32)
 
+    table_row = page_table_ptr + request * stride_table
     for n_start in range(prefix_start, prefix_end, BLOCK_N):
         n = n_start + n_offs
         in_split = n < prefix_end
-        page = tl.load(page_table_ptr + request * stride_table + n // PAGE_SIZE, mask=in_split, other=0).to(tl.int64)
+        if PAGE_TILES:  # the tile is whole pages or inside one page: one table read per page, not per token
+            pages_per_tile: tl.constexpr = (BLOCK_N + PAGE_SIZE - 1) // PAGE_SIZE
+            page_ids = n_start // PAGE_SIZE + tl.arange(0, pages_per_tile)
+            pages = tl.load(table_row + page_ids, mask=page_ids * PAGE_SIZE < prefix_end, other=0)
+            page = tl.reshape(tl.broadcast_to(pages[:, None], [pages_per_tile, BLOCK_N // pages_per_tile]), [BLOCK_N])
+            page = page.to(tl.int64)
+        else:
+            page = tl.load(table_row + n // PAGE_SIZE, mask=in_split, other=0).to(tl.int64)
         slot = n % PAGE_SIZE
         k_rows = page * stride_kc_page + slot * stride_kc_slot + kv_head * stride_kc_head
         v_rows = page * stride_vc_page + slot * stride_vc_slot + kv_head * stride_vc_head
@@ -124,9 +163,10 @@ def _chunk_attention_kernel(
         v = tl.load(v_cache_ptr + v_rows[:, None] + d_offs[None, :], mask=in_split[:, None], other=0.0)
         acc, row_max, row_sum = _attend(acc, row_max, row_sum, q, k, v, in_split[None, :], scale_log2, UPCAST, PRECISION)
 
-    if split == 0:
-        for j_start in range(row_start, row_end, BLOCK_N):
-            j = j_start + n_offs
+    if split == 0:  # the window in BLOCK_W-row tiles: sized to the q tile, so a decode window is one small tile
+        w_offs = tl.arange(0, BLOCK_W)
+        for j_start in range(row_start, row_end, BLOCK_W):
+            j = j_start + w_offs
             in_window = j < row_end
             k = tl.load(k_ptr + j[:, None] * stride_kt + kv_head * stride_kh + d_offs[None, :],
                         mask=in_window[:, None], other=0.0)  # fmt: skip
@@ -181,6 +221,14 @@ def q_tile_rows(window: int, group: int) -> int:
     return block_q
 
 
+def page_tiles(page_size: int, split_len: int) -> bool:
+    """Whether every prefix tile (BLOCK_N <= SPLIT_ALIGN tokens, starting at a multiple of BLOCK_N inside its split)
+    covers whole pages or lies inside one, so the kernel reads the page table once per page: true for power-of-two
+    pages when splits start on page boundaries (default splits are whole SPLIT_ALIGN blocks)."""
+    power_of_two = page_size & (page_size - 1) == 0
+    return power_of_two and (split_len or SPLIT_ALIGN) % min(page_size, SPLIT_ALIGN) == 0
+
+
 def plan_launch(
     num_tokens: int, num_requests: int, group: int, num_kv_heads: int, max_context: int, device: torch.device,
     split_len: int | None = None, max_window: int | None = None,
@@ -199,12 +247,14 @@ def chunk_attention(
     q: Tensor, k: Tensor, v: Tensor, positions: Tensor, cu_seqlens: Tensor, k_cache: Tensor, v_cache: Tensor,
     page_table: Tensor, prefix_lens: Tensor, block_size: int, scale: float,
     *, split_len: int | None = None, out: Tensor | None = None, max_window: int | None = None,
+    config: LaunchConfig | None = None,
 ) -> Tensor:  # fmt: skip
     """Block-causal attention of a varlen batch of windows over their paged prefixes; see the module doc.
 
     `split_len` (prefix tokens per program) defaults to a choice from the batch shape and the
     device; `out` is an optional preallocated [T, Hq, D] result (CUDA graphs reuse one); `max_window` sizes the
-    q tiles (any value is correct: longer windows take several tiles), default the mean window.
+    q tiles (any value is correct: longer windows take several tiles), default the mean window; `config` forces one
+    launch config (kernels/tune_attention.py), default `launch_config`'s, else the autotuner's.
     """
     num_tokens, num_q_heads, head_dim = q.shape
     num_kv_heads = k.shape[1]
@@ -216,22 +266,30 @@ def chunk_attention(
     out = torch.empty_like(q) if out is None else out
     if num_tokens == 0:
         return out
-    max_context = page_table.shape[1] * k_cache.shape[1]
+    page_size = k_cache.shape[1]
+    max_context = page_table.shape[1] * page_size
     plan = plan_launch(num_tokens, num_requests, group, num_kv_heads, max_context, q.device, split_len, max_window)
     num_splits = plan.num_splits
     part_out, part_lse = q, q  # placeholders: without splits the kernel writes `out` directly
     if num_splits > 1:
         part_out = torch.empty((num_splits, num_tokens, num_q_heads, head_dim), dtype=torch.float32, device=q.device)
         part_lse = torch.empty((num_splits, num_tokens, num_q_heads), dtype=torch.float32, device=q.device)
-    _chunk_attention_kernel[(plan.num_tiles, num_kv_heads, num_splits)](
+    block_m = triton.next_power_of_2(plan.block_q * group)
+    config = config or launch_config(head_dim, block_m, num_splits > 1, q.device)
+    kernel, tuning = _chunk_attention_kernel, {}
+    if config is not None:
+        kernel = _chunk_attention_kernel.fn
+        tuning = dict(BLOCK_N=config.block_n, num_warps=config.warps, num_stages=config.stages)
+    kernel[(plan.num_tiles, num_kv_heads, num_splits)](
         q, k, v, out, part_out, part_lse, positions, cu_seqlens, k_cache, v_cache, page_table, prefix_lens,
         num_requests, num_tokens, block_size, plan.split_len, scale * math.log2(math.e),
         q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1), out.stride(0), out.stride(1),
         k_cache.stride(0), k_cache.stride(1), k_cache.stride(2), v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
         page_table.stride(0),
-        PAGE_SIZE=k_cache.shape[1], GROUP=group, HEAD_DIM=head_dim, BLOCK_Q=plan.block_q, BLOCK_M=triton.next_power_of_2(plan.block_q * group),
+        PAGE_SIZE=page_size, GROUP=group, HEAD_DIM=head_dim, BLOCK_Q=plan.block_q, BLOCK_M=block_m,
         SPLIT=num_splits > 1, UPCAST=interpreting(), PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
-        MIN_SPLIT=MIN_SPLIT_LEN, ALIGN=SPLIT_ALIGN,
+        MIN_SPLIT=MIN_SPLIT_LEN, ALIGN=SPLIT_ALIGN, PAGE_TILES=page_tiles(page_size, plan.split_len),
+        BLOCK_W=max(16, plan.block_q), **tuning,
     )  # fmt: skip
     if num_splits > 1:
         _merge_splits_kernel[(num_tokens, num_q_heads)](

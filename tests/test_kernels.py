@@ -47,6 +47,7 @@ def interpreted_copy(name: str) -> ModuleType:
 attention_kernels = interpreted_copy("kernels.chunk_attention")
 confidence_kernels = interpreted_copy("kernels.confidence")
 chunk_attention, store_kv = attention_kernels.chunk_attention, attention_kernels.store_kv
+LaunchConfig = attention_kernels.LaunchConfig
 lm_head_confidence, max_softmax = confidence_kernels.lm_head_confidence, confidence_kernels.max_softmax
 
 
@@ -91,6 +92,8 @@ ATTENTION_CASES = {
     "odd_pages_fp32": ((4, 6), (9, 23), 6, 2, 64, 5, 3, torch.float32, None),
     "qwen_heads_bf16": ((2, 3), (20, 0), 8, 2, 128, 16, 32, torch.bfloat16, 16),
     "per_request_splits_bf16": ((2, 5, 1), (300, 0, 130), 4, 1, 32, 16, 8, torch.bfloat16, None),
+    "pages_longer_than_a_tile_bf16": ((1, 4, 2), (150, 64, 0), 4, 2, 32, 64, 8, torch.bfloat16, None),
+    "splits_inside_pages_fp16": ((3, 1), (45, 70), 4, 2, 16, 8, 4, torch.float16, 12),
 }
 
 
@@ -117,6 +120,17 @@ def test_chunk_attention_is_right_for_any_q_tile(max_window, poisoned):
     out = chunk_attention(**batch, block_size=block_size, scale=0.2, split_len=split_len, max_window=max_window)
     ref = chunk_attention_reference(**batch, block_size=block_size, scale=0.2, max_window=max_window)
     assert torch.isfinite(out).all()
+    assert relative_error(out, ref) < TOLERANCE[dtype]
+
+
+@pytest.mark.parametrize("block_n", [16, 32])
+def test_chunk_attention_with_a_forced_launch_config(block_n, poisoned):
+    """A config passed in (what kernels/tune_attention.py times, and HOPPER_CONFIGS picks on Hopper) launches the
+    kernel without the autotuner and must give the reference's result."""
+    windows, prefixes, q_heads, kv_heads, head_dim, page_size, block_size, dtype, _ = ATTENTION_CASES["mixed_bf16"]
+    batch, _ = make_batch(windows, prefixes, q_heads, kv_heads, head_dim, page_size, dtype, block_n, "token-major")
+    out = chunk_attention(**batch, block_size=block_size, scale=0.3, config=LaunchConfig(block_n, 4, 1))
+    ref = chunk_attention_reference(**batch, block_size=block_size, scale=0.3)
     assert relative_error(out, ref) < TOLERANCE[dtype]
 
 
