@@ -1,4 +1,4 @@
-"""Paged KV cache: a fixed pool of pages, per-request page tables, reservations so running requests never starve."""
+"""Paged KV cache: a fixed pool of pages, per-request page tables; a request holds its pages from admission on."""
 
 from __future__ import annotations
 
@@ -17,8 +17,11 @@ class PagedKVCache:
     """Per layer ``k[layer], v[layer]: [num_pages, page_size, Hkv, D]``; position p of a request lives in
     page ``table[p // page_size]`` at offset ``p % page_size``.
 
-    A request reserves the pages for its whole length when admitted (so it can never run out mid-flight)
-    and takes them from the pool as it grows; finishing or aborting returns them.
+    A request takes the pages for its whole length when admitted, so it can never run out mid-flight, and its
+    page table shows them as it grows; finishing or aborting returns them. Taken at once from the top of the free
+    list, a request's pages are one run of neighbouring pages wherever the pool allows: requests that grew a page at
+    a time in lockstep would interleave theirs, and the attention kernel read scattered pages 15-20% slower on an
+    H100 at 128-256 requests of 8192 tokens (docs/KERNELS.md, "Where it stands").
     """
 
     def __init__(self, cfg: ModelConfig, num_pages: int, page_size: int, device: torch.device, dtype: torch.dtype):
@@ -31,8 +34,9 @@ class PagedKVCache:
         self.page_size = page_size
         self.num_pages = num_pages
         self.free_pages = list(range(num_pages - 1, -1, -1))
-        self.reserved: dict[str, int] = {}  # request -> pages promised to it
-        # Page tables as rows of one array (zero past each request's pages): a step's table is one gather.
+        self.reserved: dict[str, int] = {}  # request -> pages it holds
+        # Page tables as rows of one array: a request's row holds all its pages, table_lens how many it has grown
+        # into (a step's table is one gather of those, zero past each request's length).
         self.rows: dict[str, int] = {}  # request -> its row
         self.free_rows: list[int] = []
         self.table_rows = np.zeros((0, 1), dtype=np.int32)
@@ -51,9 +55,8 @@ class PagedKVCache:
         return self.num_pages - len(self.free_pages)
 
     def unreserved_pages(self) -> int:
-        """Pages neither in use nor promised to a running request."""
-        promised = sum(self.reserved.values()) - int(self.table_lens.sum())
-        return len(self.free_pages) - promised
+        """Pages no running request holds."""
+        return len(self.free_pages)
 
     def can_admit(self, positions: int) -> bool:
         return self.pages_needed(positions) <= self.unreserved_pages()
@@ -70,7 +73,8 @@ class PagedKVCache:
             self.free_rows = list(range(count + added - 1, count - 1, -1))
         if pages > self.table_rows.shape[1]:  # wide enough for this request's pages
             self.table_rows = np.pad(self.table_rows, ((0, 0), (0, pages - self.table_rows.shape[1])))
-        self.rows[request_id] = self.free_rows.pop()
+        row = self.rows[request_id] = self.free_rows.pop()
+        self.table_rows[row, :pages] = [self.free_pages.pop() for _ in range(pages)]
 
     def pages(self, request_id: str) -> np.ndarray:
         """The request's pages so far, in position order (a view of its row)."""
@@ -78,27 +82,27 @@ class PagedKVCache:
         return self.table_rows[row, :self.table_lens[row]]
 
     def ensure(self, request_id: str, positions: int) -> None:
-        """Grows the request's page table to cover ``positions`` positions (within its reservation)."""
+        """Grows the request's page table to cover ``positions`` positions (within the pages it holds)."""
         row = self.rows[request_id]
-        have, needed = int(self.table_lens[row]), self.pages_needed(positions)
-        if needed > have:
+        needed = self.pages_needed(positions)
+        if needed > self.table_lens[row]:
             assert needed <= self.reserved[request_id], "request grew past its reservation"
-            self.table_rows[row, have:needed] = [self.free_pages.pop() for _ in range(needed - have)]
             self.table_lens[row] = needed
 
     def release(self, request_id: str) -> None:
         if request_id not in self.rows:
             return
-        pages = self.pages(request_id)
-        self.free_pages.extend(reversed(pages.tolist()))
-        pages[:] = 0
         row = self.rows.pop(request_id)
+        held = self.table_rows[row, :self.reserved[request_id]]
+        self.free_pages.extend(reversed(held.tolist()))  # popped again in this order: the run stays a run
+        held[:] = 0
         self.table_lens[row] = 0
         self.free_rows.append(row)
         del self.reserved[request_id]
 
     def page_table(self, request_ids: list[str]) -> np.ndarray:
-        """[b, max_pages] int32, padded with page 0 (never read past a request's prefix)."""
+        """[b, max_pages] int32: each request's pages so far, then pages it holds but has not grown into, or 0 (the
+        kernels never read past a request's prefix)."""
         rows = np.fromiter((self.rows[r] for r in request_ids), dtype=np.int64, count=len(request_ids))
         width = max(1, int(self.table_lens[rows].max())) if len(rows) else 1
         return self.table_rows[rows, :width]

@@ -436,7 +436,8 @@ def test_every_step_that_fits_a_bucket_has_a_graph_for_its_q_tile(max_requests, 
 
 def test_kv_page_tables_follow_admissions_growth_and_releases(tiny_checkpoint):
     """Random admits, growth and releases: every live request's pages are its own (no page held twice), the step's
-    page table is each request's pages zero-padded to the longest, and every page is back in the pool at the end."""
+    page table starts each request's row with its pages and pads it only with pages it holds or 0, and every page is
+    back in the pool at the end."""
     kv = make_engine(tiny_checkpoint, "chunk:4").kv
     rng, live, held = np.random.default_rng(3), {}, {}  # request -> reserved positions, -> positions ensured
     for step in range(400):
@@ -452,13 +453,35 @@ def test_kv_page_tables_follow_admissions_growth_and_releases(tiny_checkpoint):
             kv.ensure(request, held[request])
         pages = {request: kv.pages(request).tolist() for request in live}
         assert all(len(pages[r]) == kv.pages_needed(held[r]) for r in live)
-        flat = [page for table in pages.values() for page in table]
+        owned = {r: kv.table_rows[kv.rows[r], :kv.reserved[r]].tolist() for r in live}
+        assert all(owned[r][:len(pages[r])] == pages[r] and len(owned[r]) == kv.pages_needed(live[r]) for r in live)
+        flat = [page for table in owned.values() for page in table]
         assert len(flat) == len(set(flat)) == kv.pages_used
         if live:
             order = list(rng.permutation(sorted(live)))
             width = max(1, *(len(pages[r]) for r in order))
-            expected = [pages[r] + [0] * (width - len(pages[r])) for r in order]
-            assert kv.page_table(order).tolist() == expected
+            for request, row in zip(order, kv.page_table(order).tolist()):
+                assert len(row) == width and row[:len(pages[request])] == pages[request]
+                assert set(row[len(pages[request]):]) <= set(owned[request]) | {0}
     for request in list(live):
         kv.release(request)
     assert kv.pages_used == 0 and kv.unreserved_pages() == kv.num_pages
+
+
+def test_kv_pages_of_a_request_are_one_run_however_requests_grow(tiny_checkpoint):
+    """Requests that grow a page at a time in lockstep still get one run of neighbouring pages each (the attention
+    reads scattered pages slower), and a released run goes whole, in order, to the next request that fits it."""
+    kv = make_engine(tiny_checkpoint, "chunk:4").kv
+    positions = 10 * kv.page_size
+    for name in "abc":
+        kv.admit(name, positions)
+    for grown in range(1, positions + 1):
+        for name in "abc":
+            kv.ensure(name, grown)
+    runs = {name: kv.pages(name).tolist() for name in "abc"}
+    for run in runs.values():
+        assert run == list(range(run[0], run[0] + 10))
+    kv.release("b")
+    kv.admit("d", positions - kv.page_size)
+    kv.ensure("d", positions - kv.page_size)
+    assert kv.pages("d").tolist() == runs["b"][:9]
