@@ -100,7 +100,8 @@ def summarize(row: dict, copy_bps: float) -> None:
 
 
 def tune_chunk_attention(args, device: torch.device, heads: tuple[int, int, int]) -> None:
-    """Autotune each q-tile shape (BLOCK_M) on a mid-size batch, before anything else fixes its config."""
+    """Compiles each q-tile shape (BLOCK_M) on a mid-size batch and, where `HOPPER_CONFIGS` has no config for it,
+    autotunes it there, before anything else fixes its config."""
     q_heads, kv_heads, head_dim = heads
     prefix = args.prefixes[len(args.prefixes) // 2]
     for window in args.windows:
