@@ -39,7 +39,7 @@ GAUGES = {
     "waiting": ("optimus_num_requests_waiting", "Requests queued for admission"),
     "chunk": ("optimus_chunk_size", "Chunk size c of the latest step"),
     "committed_per_fed": ("optimus_committed_fed_ratio", "Committed / fed tokens of the latest step"),
-    "kv_pages_used": ("optimus_kv_pages_used", "KV-cache pages in use"),
+    "kv_pages_used": ("optimus_kv_pages_used", "KV-cache pages held by running requests"),
 }
 
 
