@@ -311,3 +311,36 @@ def test_silu_mul_matches_reference(dtype, tolerance, shape, poisoned):
     expected = silu_mul_reference(gate_up)
     assert got.shape == expected.shape and torch.isfinite(got).all()
     assert relative_error(got, expected) < tolerance
+
+
+def test_tuner_picks_the_config_with_the_least_geometric_mean_slowdown():
+    """Per key, the config slowest nowhere by much wins over one fastest at one shape and slow at another; a config
+    that failed at any shape of a key never wins it."""
+    from kernels.tune_attention import best_configs
+
+    def row(c, b, config, ms=None, error=None):
+        out = dict(head_dim=128, block_m=16, split=False, c=c, b=b, P=512, config=config)
+        return out | ({"ms": ms} if ms is not None else {"error": error})
+
+    rows = [row(1, 64, [32, 4, 3], 1.00), row(1, 64, [64, 4, 3], 1.05), row(1, 64, [128, 8, 2], 0.90),
+            row(4, 64, [32, 4, 3], 2.00), row(4, 64, [64, 4, 3], 1.70), row(4, 64, [128, 8, 2], error="out of resources"),
+            row(1, 128, [32, 4, 3], 3.00), row(1, 128, [64, 4, 3], 2.40), row(1, 128, [128, 8, 2], 2.40)]
+    (config, slowdown), = best_configs(rows).values()
+    assert config == [64, 4, 3]
+    assert slowdown == pytest.approx((1.05 / 0.90) ** (1 / 3))
+
+
+def test_launch_config_comes_from_the_table_only_on_hopper(monkeypatch):
+    """The measured table applies on compute capability 9.x at its keys; elsewhere (and under the interpreter) the
+    autotuner decides."""
+    module = sys.modules["kernels.chunk_attention_interpreted"]
+    cuda = torch.device("cuda", 0)
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    monkeypatch.setattr(module, "compute_capability", lambda device: (9, 0))
+    assert module.launch_config(128, 16, False, cuda) == module.HOPPER_CONFIGS[(128, 16, False)]
+    assert module.launch_config(64, 16, False, cuda) is None
+    monkeypatch.setattr(module, "compute_capability", lambda device: (8, 0))
+    assert module.launch_config(128, 16, False, cuda) is None
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    monkeypatch.setattr(module, "compute_capability", lambda device: (9, 0))
+    assert module.launch_config(128, 16, False, cuda) is None
