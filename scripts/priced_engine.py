@@ -1,4 +1,4 @@
-"""The CPU diagnostics' engine: the shipped tiny model replaying acceptance, with the controller fed step times
+"""The CPU diagnostics' engine: the shipped tiny model (its AR twin for mode "ar") replaying acceptance, with the controller fed step times
 priced by a GPU profile instead of the CPU's (its measured / profiled factors learn the profile, not this CPU)."""
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ def priced_engine(mode: str, profile: Path, replay: str, start: bool = True, til
     ``graph_padding`` the steps are priced, and the controller prices its choices, at the GPU's CUDA graph buckets;
     ``noise``: the observed time is the price times a lognormal factor of that sigma (a GPU's step-to-step spread),
     from a fixed seed."""
-    config = EngineConfig(checkpoint=PROJECT_ROOT / "models/optimus-tiny", mode=mode, device="cpu", max_running=128,
+    checkpoint = PROJECT_ROOT / ("models/optimus-tiny-ar" if mode == "ar" else "models/optimus-tiny")  # AR: the twin
+    config = EngineConfig(checkpoint=checkpoint, mode=mode, device="cpu", max_running=128,
                           decoding_rule=f"replay:{replay}", profile_path=profile, kv_cpu_bytes=2**31)
     engine = Engine(config, start=start)
     cost = CostModel.load(profile)
