@@ -4,7 +4,7 @@ fastest per (head dim, BLOCK_M, split): the table `HOPPER_CONFIGS` in kernels/ch
     python3 -m kernels.tune_attention --out tune_attention.json   # on a CUDA machine
 
 Shapes are Qwen3-8B heads (32 q / 8 kv, head dim 128), bf16, 16-token pages in a shuffled table, block size 32;
-each config is checked against the autotuned launch's result, then timed (CUDA graph replays, L2 flushed). A
+each config is checked against the default launch's result, then timed (CUDA graph replays, L2 flushed). A
 config's score for a key is the geometric mean over that key's shapes of its time over the fastest config's.
 """
 
@@ -50,7 +50,7 @@ def measure(timer: Timer) -> list[dict]:
             try:
                 error = (run().float() - expected).abs().max().item() / expected.abs().max().item()
                 if error > 1e-2:
-                    row["error"] = f"differs from the autotuned launch by {error:.3g} (relative to its max)"
+                    row["error"] = f"differs from the default launch by {error:.3g} (relative to its max)"
                 else:
                     row["ms"] = timer(run)
             except Exception as failure:  # noqa: BLE001 - a config that does not fit is a result
