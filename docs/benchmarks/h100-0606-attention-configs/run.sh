@@ -3,8 +3,10 @@
 # Four device calls, 2026-11-28 (UTC). The base kernel is 9ae51f2's kernels/chunk_attention.py.
 #
 # 05:51, one H100 (page_lookup_variants_h100.log): a scratch script (not kept) timed three page lookups of the
-#   base kernel (per token = base; per page; none, pages in order) x up to 15 launch configs at 13 shapes, pages
-#   in order, against dense SDPA with and without a mask. Per-page reads were the fastest lookup at 12 of 13 shapes.
+#   base kernel x up to 15 launch configs at 13 shapes, pages in order, against dense SDPA with and without a mask.
+#   In the log, m0 is the base kernel's per-token table read, m1 one read per page, m2 no read (the page computed,
+#   valid only with pages in order); each with its fastest config. "committed" is the base kernel as autotuned.
+#   Per-page reads beat per-token reads at all 13 shapes and were the fastest of the three at 11.
 #
 # 05:54-06:03, one H200 (GPU-2768d482; ab_h200_autotuned.*, kernels_h200_autotuned.json): the tree with per-page
 #   reads and window tiles, both versions autotuned, then the kernel bench of that tree. The A/B was run by
