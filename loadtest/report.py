@@ -4,7 +4,8 @@ Files in the output directory: ``sweep.csv`` (one row per mode and rate point), 
 per mode), ``offline.csv`` (throughput vs batch size per mode), ``throughput_vs_rate.png``,
 ``tpot_p90_vs_rate.png``, ``chunk_vs_load.png``, ``slo_capacity.png``, ``offline_vs_batch.png`` and
 ``summary.md``; with changing loads also ``changing.csv`` (one row per mode and load), ``timeline.csv`` (the
-engine's sampled state over each run) and ``changing_<model>_<load>.png``.
+engine's sampled state over each run) and ``changing_<model>_<load>.png``. Loads that hold N users
+(``users:30@16``) also get a headline table per concurrency, elastic over AR, BD and the best fixed chunk.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import csv
 import math
 from pathlib import Path
 
+from loadtest.shapes import parse
 from optimus_backend.plots import pyplot, save_png
 from optimus_backend.simulator import USERS_PREFIX
 
@@ -195,6 +197,25 @@ def _ratios_by_level(rows: list[dict], level: str, value: str) -> list[str]:
     return lines
 
 
+def held_users(schedule: str) -> int | None:
+    """The users of a closed loop that holds one count throughout (``users:30@16`` -> 16); None for any other load."""
+    if not schedule.startswith(USERS_PREFIX):
+        return None
+    counts = {value for _, value in parse(schedule).knots}
+    return int(counts.pop()) if len(counts) == 1 else None
+
+
+def concurrency_headline(changing: list[dict]) -> str:
+    """Ratios per concurrency from the changing loads that hold N users (a concurrency sweep), with their means;
+    empty when there are none."""
+    rows = [{**r, "users": users} for r in changing if (users := held_users(r["schedule"])) is not None]
+    if not rows:
+        return ""
+    head = "| model | users | elastic tok/s | elastic/AR | elastic/BD | elastic/best fixed (which) |\n|---|---|---|---|---|---|"
+    return "\n".join(["### Throughput ratios per concurrency (closed loops holding N users)", head,
+                      *_ratios_by_level(rows, "users", "throughput_tok_s")]) + "\n"
+
+
 def headline(sweep: list[dict], capacity: list[dict], offline: list[dict], slo_ms: float) -> str:
     """The headline tables in Markdown: ratios per load level (sweep and offline) and SLO capacity per mode."""
     head = "| model | {} | elastic tok/s | elastic/AR | elastic/BD | elastic/best fixed (which) |\n|---|---|---|---|---|---|"
@@ -223,9 +244,10 @@ def render(out: Path, slo_ms: float, title: str, preamble: str) -> str:
     write_plots(sweep, capacity, offline, slo_ms, title, out)
     text = headline(sweep, capacity, offline, slo_ms)
     if (out / "changing.csv").exists():
+        changing = read_csv(out / "changing.csv")
         changing_plots(read_csv(out / "timeline.csv"), out)
-        text += "\n### Changing loads (every mode on the same arrivals)\n" + "\n".join(changing_tables(
-            read_csv(out / "changing.csv")))
+        text += "\n" + concurrency_headline(changing)
+        text += "\n### Changing loads (every mode on the same arrivals)\n" + "\n".join(changing_tables(changing))
     (out / "summary.md").write_text(preamble + "\n" + text)
     return text
 

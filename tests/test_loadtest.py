@@ -43,7 +43,7 @@ def test_bench_sweep_report_is_complete(tiny_checkpoint, tiny_ar_checkpoint, tmp
     code = optimus(["bench", "--checkpoint", str(tiny_checkpoint), "--ar-checkpoint", str(tiny_ar_checkpoint),
                     "--device", "cpu", "--modes", ",".join(MODES), "--rates", "2,6", "--duration", "1.5",
                     "--drain", "30", "--max-tokens", "12", "--ignore-eos", "--prompts-per-task", "2",
-                    "--changing", "step=1@2,1@6;users=users:1@2,1@4",
+                    "--changing", "step=1@2,1@6;users=users:1@2,1@4;u2=users:1.5@2",
                     "--batches", ",".join(map(str, BATCHES)), "--workers", "8", "--out", str(out)])
     assert code == 0
     columns, sweep = read(out / "sweep.csv")
@@ -60,16 +60,17 @@ def test_bench_sweep_report_is_complete(tiny_checkpoint, tiny_ar_checkpoint, tmp
     assert [(r["mode"], int(r["batch"])) for r in offline] == [(m, b) for m in MODES for b in BATCHES]
     columns, changing = read(out / "changing.csv")
     assert columns == report.CHANGING_COLUMNS and [(r["mode"], r["load"]) for r in changing] == [
-        (m, load) for m in MODES for load in ("step", "users")]
+        (m, load) for m in MODES for load in ("step", "users", "u2")]
     assert all(row[c] != "" for row in changing for c in columns) and all(r["failed"] == "0" for r in changing)
     columns, timeline = read(out / "timeline.csv")
     assert columns == report.TIMELINE_COLUMNS and {r["mode"] for r in timeline} == set(MODES)
-    for plot in [*report.PLOTS, *(f"changing_{tiny_checkpoint.name}_{load}.png" for load in ("step", "users"))]:
+    for plot in [*report.PLOTS, *(f"changing_{tiny_checkpoint.name}_{load}.png" for load in ("step", "users", "u2"))]:
         assert (out / plot).stat().st_size > 1000, plot
     summary = (out / "summary.md").read_text()
     assert "SLO capacity" in summary and "elastic/AR" in summary and "| elastic |" in summary
     assert "load `step`" in summary and "elastic / best fixed chunk per metric" in summary
     assert "load `users` = `users:1@2,1@4` (closed loop" in summary
+    assert "### Throughput ratios per concurrency" in summary and f"| {tiny_checkpoint.name} | 2 | " in summary
 
 
 @pytest.mark.timeout(120)
@@ -211,6 +212,26 @@ def test_headline_ratios_per_level_and_their_mean_over_the_sweep():
     assert lines[0] == "| m | 1 | 300.0 | 3.00x | 1.50x | 1.00x (chunk:16) |"
     assert lines[1] == "| m | 4 | 800.0 | 2.00x | 0.80x | 1.00x (chunk:8) |"
     assert lines[2] == "| m | mean | — | 2.50x | 1.15x | 1.00x |"
+
+
+def test_concurrency_headline_takes_the_loads_that_hold_users():
+    """Loads that hold N users make the concurrency table (elastic over AR, BD and the best fixed chunk per N, and
+    the means); rate schedules and users loads that change their count are left to the changing-load tables."""
+    assert report.held_users("users:30@16") == 16 and report.held_users("users:10@4,20@4") == 4
+    assert report.held_users("users:10@4,10@8") is None and report.held_users("users:10~8") is None
+    assert report.held_users("30@16") is None
+    throughput = {("u1", "users:5@1"): {"elastic": 40.0, "ar": 10.0, "bd": 20.0, "chunk:8": 30.0},
+                  ("u4", "users:5@4"): {"elastic": 90.0, "ar": 45.0, "bd": 30.0, "chunk:8": 100.0},
+                  ("wave", "users:5@1,5@4"): {"elastic": 1.0, "ar": 1.0, "bd": 1.0, "chunk:8": 1.0},
+                  ("burst", "5@2"): {"elastic": 1.0, "ar": 1.0, "bd": 1.0, "chunk:8": 1.0}}
+    rows = [{"model": "m", "mode": mode, "load": load, "schedule": schedule, "throughput_tok_s": value}
+            for (load, schedule), modes in throughput.items() for mode, value in modes.items()]
+    lines = report.concurrency_headline(rows).splitlines()
+    assert lines[0] == "### Throughput ratios per concurrency (closed loops holding N users)"
+    assert lines[3:] == ["| m | 1 | 40.0 | 4.00x | 2.00x | 1.33x (chunk:8) |",
+                         "| m | 4 | 90.0 | 2.00x | 3.00x | 0.90x (chunk:8) |",
+                         "| m | mean | — | 3.00x | 2.50x | 1.12x |"]
+    assert report.concurrency_headline([r for r in rows if r["load"] in ("wave", "burst")]) == ""
 
 
 def test_replay_rule_follows_the_recorded_statistics(tmp_path):
