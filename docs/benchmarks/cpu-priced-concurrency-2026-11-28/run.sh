@@ -10,3 +10,10 @@ for mode in elastic ar bd chunk:4 chunk:8 chunk:16; do
   OMP_NUM_THREADS=1 PYTHONPATH=scripts python scripts/users_check.py --mode $mode --profile $P --users "$U" \
     > docs/benchmarks/cpu-priced-concurrency-2026-11-28/${mode/:/}.log
 done
+# 07:24-07:51 UTC: the same for the 1.7B profile of an H200 (2026-11-27 22:45), elastic and ar only (the fixed
+# chunks were stopped for time); logs qwen3-1.7b_elastic.log and qwen3-1.7b_ar.log.
+P=docs/benchmarks/h200-2245-tile-splits-ab/gpu1/profile.json
+for mode in elastic ar; do
+  OMP_NUM_THREADS=1 PYTHONPATH=scripts python scripts/users_check.py --mode $mode --profile $P --users "$U" \
+    > docs/benchmarks/cpu-priced-concurrency-2026-11-28/qwen3-1.7b_$mode.log
+done
