@@ -26,7 +26,7 @@ import torch  # noqa: E402
 import triton  # noqa: E402
 
 from kernels import KV_LAYOUTS  # noqa: E402
-from kernels.bench_attention import bench_attention, paged_batch, tune_chunk_attention  # noqa: E402
+from kernels.bench_attention import QWEN3_8B_HEADS, bench_attention, paged_batch, tune_chunk_attention  # noqa: E402
 from kernels.bench_timing import Timer, memory_bandwidths  # noqa: E402
 from kernels.chunk_attention import _chunk_attention_kernel, chunk_attention, store_kv  # noqa: E402
 from kernels.chunk_attention_ref import chunk_attention_reference, store_kv_reference  # noqa: E402
@@ -185,7 +185,7 @@ def main() -> None:
         return
     started = time.time()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    heads, hidden_size = ((32, 8, 128), 4096) if not args.smoke else ((4, 2, 16), 64)
+    heads, hidden_size = (QWEN3_8B_HEADS, 4096) if not args.smoke else ((4, 2, 16), 64)
     time_ms = Timer(device)
     torch.manual_seed(0)
     report = dict(

@@ -13,6 +13,11 @@ from kernels.bench_timing import Timer
 from kernels.chunk_attention import chunk_attention, plan_launch
 
 
+QWEN3_8B_HEADS = (32, 8, 128)  # (q heads, kv heads, head dim) of every timed attention shape
+PAGE_SIZE = 16  # tokens per KV page in the timed shapes
+BLOCK_SIZE = 32  # the diffusion block: a decode window is one block, so it sees all of itself
+
+
 def paged_batch(windows, prefixes, q_heads, kv_heads, head_dim, page_size, dtype, device, layout="token-major",
                 shuffled=True):
     """Random windows over random prefixes stored in 'page_size'-token pages (of ``layout``), in a shuffled order
@@ -105,9 +110,9 @@ def tune_chunk_attention(args, device: torch.device, heads: tuple[int, int, int]
     q_heads, kv_heads, head_dim = heads
     prefix = args.prefixes[len(args.prefixes) // 2]
     for window in args.windows:
-        batch = paged_batch([window] * args.tune_batch, [prefix] * args.tune_batch, q_heads, kv_heads, head_dim, 16,
-                            torch.bfloat16, device, args.layout)
-        chunk_attention(**batch, block_size=32, scale=head_dim**-0.5)
+        batch = paged_batch([window] * args.tune_batch, [prefix] * args.tune_batch, q_heads, kv_heads, head_dim,
+                            PAGE_SIZE, torch.bfloat16, device, args.layout)
+        chunk_attention(**batch, block_size=BLOCK_SIZE, scale=head_dim**-0.5)
 
 
 def bench_attention(args, device, time_ms: Timer, copy_bps: float, heads, started: float, save: Callable) -> list[dict]:
@@ -115,7 +120,7 @@ def bench_attention(args, device, time_ms: Timer, copy_bps: float, heads, starte
     FlexAttention at the largest shapes with c in --flex-windows until --flex-until-s; `save(rows)`
     after each phase and each Flex shape keeps partial results."""
     q_heads, kv_heads, head_dim = heads
-    block_size, page_size, scale = 32, 16, head_dim**-0.5
+    block_size, page_size, scale = BLOCK_SIZE, PAGE_SIZE, head_dim**-0.5
     shapes = [(b, c, p) for p in args.prefixes for b in args.batches for c in args.windows]
     shapes.sort(key=lambda shape: -shape[0] * (shape[1] + shape[2]))
     rows = []

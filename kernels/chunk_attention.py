@@ -210,6 +210,7 @@ class LaunchPlan:
     num_tiles: int  # grid axis 0: request i's tiles start at cu_seqlens[i] // block_q + i
     split_len: int  # prefix tokens per program; 0: each request's prefix in num_splits equal parts
     num_splits: int  # grid axis 2
+    block_m: int  # query rows x group heads per program: the M of tl.dot and a key of the launch configs
 
 
 def q_tile_rows(window: int, group: int) -> int:
@@ -236,11 +237,12 @@ def plan_launch(
     """Shapes only (no device sync): q tiles cover ``max_window`` (default: the mean window), see ``q_tile_rows``;
     the prefix is split until about two programs run per multiprocessor."""
     block_q = q_tile_rows(max_window or triton.cdiv(num_tokens, num_requests), group)
+    tiles, block_m = num_tokens // block_q + num_requests, triton.next_power_of_2(block_q * group)
     if split_len is None:  # each request splits its own prefix (the graphs' max_context is the model's)
         programs = num_requests * num_kv_heads * triton.cdiv(num_tokens, num_requests * block_q)
         splits = min(triton.cdiv(2 * multiprocessor_count(device), programs), max_context // MIN_SPLIT_LEN)
-        return LaunchPlan(block_q, num_tokens // block_q + num_requests, 0, max(splits, 1))
-    return LaunchPlan(block_q, num_tokens // block_q + num_requests, split_len, max(1, triton.cdiv(max_context, split_len)))
+        return LaunchPlan(block_q, tiles, 0, max(splits, 1), block_m)
+    return LaunchPlan(block_q, tiles, split_len, max(1, triton.cdiv(max_context, split_len)), block_m)
 
 
 def chunk_attention(
@@ -274,8 +276,7 @@ def chunk_attention(
     if num_splits > 1:
         part_out = torch.empty((num_splits, num_tokens, num_q_heads, head_dim), dtype=torch.float32, device=q.device)
         part_lse = torch.empty((num_splits, num_tokens, num_q_heads), dtype=torch.float32, device=q.device)
-    block_m = triton.next_power_of_2(plan.block_q * group)
-    config = config or launch_config(head_dim, block_m, num_splits > 1, q.device)
+    config = config or launch_config(head_dim, plan.block_m, num_splits > 1, q.device)
     kernel, tuning = _chunk_attention_kernel, {}
     if config is not None:
         kernel = _chunk_attention_kernel.fn
@@ -286,7 +287,7 @@ def chunk_attention(
         q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1), out.stride(0), out.stride(1),
         k_cache.stride(0), k_cache.stride(1), k_cache.stride(2), v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
         page_table.stride(0),
-        PAGE_SIZE=page_size, GROUP=group, HEAD_DIM=head_dim, BLOCK_Q=plan.block_q, BLOCK_M=block_m,
+        PAGE_SIZE=page_size, GROUP=group, HEAD_DIM=head_dim, BLOCK_Q=plan.block_q, BLOCK_M=plan.block_m,
         SPLIT=num_splits > 1, UPCAST=interpreting(), PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
         MIN_SPLIT=MIN_SPLIT_LEN, ALIGN=SPLIT_ALIGN, PAGE_TILES=page_tiles(page_size, plan.split_len),
         BLOCK_W=max(16, plan.block_q), **tuning,

@@ -20,7 +20,7 @@ import torch
 import triton
 from tqdm import tqdm
 
-from kernels.bench_attention import paged_batch
+from kernels.bench_attention import BLOCK_SIZE, PAGE_SIZE, QWEN3_8B_HEADS, paged_batch
 from kernels.bench_timing import Timer
 from kernels.chunk_attention import LaunchConfig, chunk_attention, plan_launch
 
@@ -29,24 +29,24 @@ CANDIDATES = [LaunchConfig(*c) for c in ((32, 4, 3), (32, 4, 4), (64, 4, 3), (64
 WINDOWS = (1, 4, 8, 16, 32)  # c = 1 and 4 share BLOCK_M 16 with Qwen3's group of 4
 UNSPLIT_SHAPES = ((64, 512), (128, 2048), (256, 8192), (64, 8192))  # (batch, prefix): enough programs alone
 SPLIT_SHAPES = ((1, 512), (1, 8192), (4, 2048), (16, 2048))  # the prefix is split across programs
-HEADS = (32, 8, 128)
 
 
 def measure(timer: Timer) -> list[dict]:
     """One row per (window, batch, prefix, config): its ms, or why it could not run."""
-    q_heads, kv_heads, head_dim = HEADS
+    q_heads, kv_heads, head_dim = QWEN3_8B_HEADS
     scale = head_dim**-0.5
     rows = []
     shapes = [(c, b, p) for c in WINDOWS for b, p in UNSPLIT_SHAPES + SPLIT_SHAPES]
     for c, b, prefix in tqdm(shapes, desc="shapes"):
-        batch = paged_batch([c] * b, [prefix] * b, q_heads, kv_heads, head_dim, 16, torch.bfloat16, timer.device)
-        plan = plan_launch(b * c, b, q_heads // kv_heads, kv_heads, batch["page_table"].shape[1] * 16, timer.device)
-        key = dict(head_dim=head_dim, block_m=triton.next_power_of_2(plan.block_q * q_heads // kv_heads),
-                   split=plan.num_splits > 1, c=c, b=b, P=prefix)
-        expected = chunk_attention(**batch, block_size=32, scale=scale).float()
+        batch = paged_batch([c] * b, [prefix] * b, q_heads, kv_heads, head_dim, PAGE_SIZE, torch.bfloat16,
+                            timer.device)
+        plan = plan_launch(b * c, b, q_heads // kv_heads, kv_heads, batch["page_table"].shape[1] * PAGE_SIZE,
+                           timer.device)
+        key = dict(head_dim=head_dim, block_m=plan.block_m, split=plan.num_splits > 1, c=c, b=b, P=prefix)
+        expected = chunk_attention(**batch, block_size=BLOCK_SIZE, scale=scale).float()
         for config in CANDIDATES:
             row = dict(key, config=[config.block_n, config.warps, config.stages])
-            run = lambda: chunk_attention(**batch, block_size=32, scale=scale, config=config)  # noqa: E731, B023
+            run = lambda: chunk_attention(**batch, block_size=BLOCK_SIZE, scale=scale, config=config)  # noqa: E731, B023
             try:
                 error = (run().float() - expected).abs().max().item() / expected.abs().max().item()
                 if error > 1e-2:

@@ -18,12 +18,11 @@ import statistics
 
 import torch
 
-from kernels.bench_attention import paged_batch, sdpa_peers
+from kernels.bench_attention import BLOCK_SIZE, PAGE_SIZE, QWEN3_8B_HEADS, paged_batch, sdpa_peers
 from kernels.bench_timing import Timer
 from kernels.chunk_attention import chunk_attention
 
 BATCHES, WINDOWS, PREFIXES = (1, 4, 16, 64, 128, 256), (1, 4, 8, 16, 32), (512, 2048, 8192)
-HEADS, PAGE_SIZE, BLOCK_SIZE = (32, 8, 128), 16, 32
 
 
 def load_base(path: str):
@@ -44,7 +43,7 @@ def main() -> None:
     device = torch.device("cuda")
     timer = Timer(device)
     base = load_base(args.base)
-    q_heads, kv_heads, head_dim = HEADS
+    q_heads, kv_heads, head_dim = QWEN3_8B_HEADS
     scale = head_dim**-0.5
     versions = {"base": base, "this": chunk_attention}
     for window in WINDOWS:

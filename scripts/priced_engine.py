@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from optimus_backend.config import PROJECT_ROOT, EngineConfig
+from optimus_backend.config import DEFAULT_AR_CHECKPOINT, DEFAULT_CHECKPOINT, EngineConfig
 from optimus_backend.controller import StepRecord
 from optimus_backend.cost_model import CostModel
 from optimus_backend.cuda_graphs import Buckets
@@ -33,7 +33,7 @@ def priced_engine(mode: str, profile: Path, replay: str, start: bool = True, til
     ``graph_padding`` the steps are priced, and the controller prices its choices, at the GPU's CUDA graph buckets;
     ``noise``: the observed time is the price times a lognormal factor of that sigma (a GPU's step-to-step spread),
     from a fixed seed."""
-    checkpoint = PROJECT_ROOT / ("models/optimus-tiny-ar" if mode == "ar" else "models/optimus-tiny")  # AR: the twin
+    checkpoint = DEFAULT_AR_CHECKPOINT if mode == "ar" else DEFAULT_CHECKPOINT
     config = EngineConfig(checkpoint=checkpoint, mode=mode, device="cpu", max_running=128,
                           decoding_rule=f"replay:{replay}", profile_path=profile, kv_cpu_bytes=2**31)
     engine = Engine(config, start=start)
