@@ -31,11 +31,13 @@ from tqdm import tqdm
 
 from optimus_backend.config import DEFAULT_AR_CHECKPOINT, PROJECT_ROOT, DecodingMode, EngineConfig
 from optimus_backend.engine_args import add_engine_arguments, engine_config_from_args
+from optimus_backend.simulator import USERS_PREFIX
 
 from . import report
 from .driver import PointSpec, interpolated_capacity, parse_loads, run_changing, slo_capacity, sweep
 from .metrics import RequestRecord
 from .offline import throughput_vs_batch
+from .shapes import parse
 from .workload import eval_prompts, token_prompts
 
 SWEEP_SHARE = 0.6  # of a time-boxed mode's seconds, for starting rate points
@@ -170,6 +172,13 @@ def warm_up(target, prompts: list, params: dict, batch: int) -> None:
             record.done.wait(310)
 
 
+def warm_up_batch(batches: list[int], changing: dict[str, str]) -> int:
+    """Requests at once in the warm-up: the largest offline batch, or more users if a closed-loop load holds more
+    (its first burst of prompts, the largest prefill of the run, pays first-use costs too)."""
+    users = [parse(spec).peak for spec in changing.values() if spec.startswith(USERS_PREFIX)]
+    return int(max([*batches, *users]))
+
+
 @dataclass
 class ModeResults:
     """One mode's rows: the rate sweep, offline throughput, and each changing load's summary and timeline."""
@@ -193,7 +202,7 @@ def bench_mode(args: argparse.Namespace, config: EngineConfig, prompts: list, sp
     after its start and warm-up (which are not counted: the first mode compiles the kernels): no rate point starts
     past SWEEP_SHARE of them (the changing loads always run whole)."""
     with open_target(args, config, args.out, max(batches)) as target:
-        warm_up(target, prompts, spec.params, max(batches))
+        warm_up(target, prompts, spec.params, warm_up_batch(batches, args.changing))
         labels = {**labels, "path": target.label}
         sweep_end = None if seconds is None else time.monotonic() + SWEEP_SHARE * seconds
         changing, timeline = run_changing(target, args.changing, spec) if args.changing else ([], [])

@@ -9,8 +9,10 @@ from __future__ import annotations
 import itertools
 import logging
 import queue
+import statistics
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -30,6 +32,9 @@ from .runner import StepRunner
 from .scheduler import Scheduler
 
 log = logging.getLogger("optimus.engine")
+SLOW_STEP_MS = 200.0  # a step longer than this and SLOW_STEP_FACTOR times the recent steps' median is logged
+SLOW_STEP_FACTOR = 4.0
+RECENT_STEPS = 32  # steps in that median
 
 
 @dataclass
@@ -118,6 +123,7 @@ class Engine:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self.steps = 0
+        self._recent_step_ms: deque[float] = deque(maxlen=RECENT_STEPS)
         self.last_step: dict = {}
         self.totals = {"committed": 0, "fed": 0, "finished": 0, "aborted": 0, "step_ms": 0.0, "forward_ms": 0.0,
                        "schedule_ms": 0.0}
@@ -283,6 +289,7 @@ class Engine:
         if not self.overlap_host_work:
             self._send_deltas()
         step_ms = (time.perf_counter() - start) * 1e3
+        self._note_slow_step(step_ms, forward_ms, len(batch), chunk, fed, prefill)
         self._unobserved = StepRecord(self.steps, decoding, chunk, fed, committed, step_ms,
                                       predicted_ms=predicted_ms, profiled_ms=profiled_ms, prefill_tokens=prefill)
         if not self.overlap_host_work:
@@ -297,6 +304,21 @@ class Engine:
             self.last_step = {"chunk": chunk, "batch": len(batch), "fed_tokens": fed, "committed_tokens": committed,
                               "committed_per_fed": committed / fed if fed else 0.0, "step_ms": step_ms,
                               "forward_ms": forward_ms, "predicted_ms": predicted_ms}
+
+    def _note_slow_step(self, step_ms: float, forward_ms: float, requests: int, chunk: int, fed: int,
+                        prefill: int) -> None:
+        """Logs a step far slower than the recent ones (a stall: a kernel compiled on first use, the allocator
+        freeing its cache to grow, a large prefill), with what it ran."""
+        recent = self._recent_step_ms
+        usual = statistics.median(recent) if recent else 0.0
+        recent.append(step_ms)
+        if step_ms <= SLOW_STEP_MS or step_ms <= SLOW_STEP_FACTOR * usual:
+            return
+        retries = (torch.cuda.memory_stats(self.device).get("num_alloc_retries", 0)
+                   if self.device.type == "cuda" else 0)
+        log.warning("slow step %d: %.0f ms (forward %.0f ms; recent median %.1f ms): %d requests, chunk %d, "
+                    "%d tokens fed, %d of them prefill; CUDA allocator retries so far: %d",
+                    self.steps, step_ms, forward_ms, usual, requests, chunk, fed, prefill, retries)
 
     def _catch_up(self) -> None:
         """The last step's deltas, then its observation and the controller's preparation for the next choice."""

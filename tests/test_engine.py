@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import queue
+import time
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from optimus_backend.config import PROJECT_ROOT, ConfigError, DecodingMode, Engi
 from optimus_backend.controller import ChunkController
 from optimus_backend.cuda_graphs import Buckets, graph_keys
 from optimus_backend.detokenizer import Detokenizer
+from optimus_backend import engine as engine_module
 from optimus_backend.engine import Engine
 from optimus_backend.reference import ReferenceDecoder
 from optimus_backend.tokenizer import Tokenizer
@@ -485,3 +488,25 @@ def test_kv_pages_of_a_request_are_one_run_however_requests_grow(tiny_checkpoint
     kv.admit("d", positions - kv.page_size)
     kv.ensure("d", positions - kv.page_size)
     assert kv.pages("d").tolist() == runs["b"][:9]
+
+
+def test_a_stalled_step_is_logged_with_what_it_ran(tiny_checkpoint, caplog, monkeypatch):
+    engine = make_engine(tiny_checkpoint, "chunk:4")
+    handles = [engine.submit(prompt, PARAMS) for prompt in PROMPTS[:2]]
+    engine.run_until_idle(4)
+    collect = engine.runner.collect
+    slow_ms = 1.5 * max(engine_module.SLOW_STEP_MS, engine_module.SLOW_STEP_FACTOR * max(engine._recent_step_ms))
+
+    def stalled(flight):
+        time.sleep(slow_ms / 1e3)
+        return collect(flight)
+
+    monkeypatch.setattr(engine.runner, "collect", stalled)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="optimus.engine"):
+        engine.run_until_idle(1)
+    (record,) = [r for r in caplog.records if "slow step" in r.getMessage()]
+    assert "2 requests, chunk 4" in record.getMessage()
+    monkeypatch.setattr(engine.runner, "collect", collect)
+    run_to_end(engine, handles)
+    assert all(handle.request.finished for handle in handles)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from loadtest import report
+from loadtest import bench, report
 from loadtest.driver import PointSpec, interpolated_capacity, parse_loads, run_changing, run_point, slo_capacity
 from loadtest.metrics import RequestRecord, meets_slo, summarize
 from loadtest.shapes import Arrivals, parse
@@ -276,3 +276,10 @@ def test_recorder_and_in_process_path_with_replay(tiny_checkpoint, tmp_path):
     finally:
         target.close()
         engine.shutdown()
+
+
+def test_warm_up_covers_the_largest_burst_of_the_run():
+    loads = {"u1": "users:12@1", "u128": "users:12@128", "burst": "10@4,10@200"}
+    assert bench.warm_up_batch([1], loads) == 128  # a rate's peak is not a burst of requests at once
+    assert bench.warm_up_batch([1, 64], {"u16": "users:12@16"}) == 64
+    assert bench.warm_up_batch([4], {}) == 4
