@@ -93,8 +93,14 @@ def _attend(acc, row_max, row_sum, q, k, v, visible, scale_log2, UPCAST: tl.cons
     return acc, new_max, row_sum
 
 
+# Counts that change every step are not specialized on (Triton compiles a variant per value class: 1, a multiple
+# of 16, other): a step whose counts fall in a class not compiled yet stalled the engine for 1-2 s (eager prefill
+# steps of a burst of requests, H200, 2026-11-28).
+PER_STEP_COUNTS = ["num_requests", "num_tokens"]
+
+
 @triton.autotune(configs=_attention_configs(), key=["BLOCK_M", "HEAD_DIM"])
-@triton.jit
+@triton.jit(do_not_specialize=PER_STEP_COUNTS)
 def _chunk_attention_kernel(
     q_ptr, k_ptr, v_ptr, out_ptr, part_out_ptr, part_lse_ptr,
     positions_ptr, cu_seqlens_ptr, k_cache_ptr, v_cache_ptr, page_table_ptr, prefix_lens_ptr,
@@ -186,7 +192,7 @@ def _chunk_attention_kernel(
         tl.store(out_ptrs, out.to(out_ptr.dtype.element_ty), mask=rows_valid[:, None])
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["num_tokens", "num_splits"])
 def _merge_splits_kernel(
     part_out_ptr, part_lse_ptr, out_ptr, num_tokens, num_splits, stride_ot, stride_oh,
     HEAD_DIM: tl.constexpr, SPLITS_POW2: tl.constexpr,
