@@ -252,8 +252,24 @@ def render(out: Path, slo_ms: float, title: str, preamble: str) -> str:
     return text
 
 
+RESULT_FILES = ("sweep.csv", "capacity.csv", "offline.csv", "changing.csv", "timeline.csv")
+
+
+def merge_results(sources: list[Path], out: Path) -> None:
+    """Writes into ``out`` each result CSV with the rows of every source directory that has it (modes run on
+    separate GPUs, rendered as one run)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in RESULT_FILES:
+        present = [source / name for source in sources if (source / name).exists()]
+        if present:
+            with open(present[0], newline="") as f:
+                columns = next(csv.reader(f), [])
+            write_csv([row for path in present for row in read_csv(path)], columns, out / name)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Re-renders a result directory (e.g. CSVs fetched from a GPU run): python -m loadtest.report DIR."""
+    """Re-renders a result directory (e.g. CSVs fetched from a GPU run): python -m loadtest.report DIR; with
+    ``--merge A B``, DIR first gets the rows of the result directories A and B."""
     import argparse
 
     parser = argparse.ArgumentParser(description=main.__doc__)
@@ -261,7 +277,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slo-ms", type=float, default=50.0)
     parser.add_argument("--title", default="")
     parser.add_argument("--preamble", default="", help="Markdown put before the headline in summary.md")
+    parser.add_argument("--merge", type=Path, nargs="*", default=[], help="result directories merged into OUT first")
     args = parser.parse_args(argv)
+    if args.merge:
+        merge_results(args.merge, args.out)
     print(render(args.out, args.slo_ms, args.title or args.out.name, args.preamble))
     return 0
 

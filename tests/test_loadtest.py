@@ -283,3 +283,17 @@ def test_warm_up_covers_the_largest_burst_of_the_run():
     assert bench.warm_up_batch([1], loads) == 128  # a rate's peak is not a burst of requests at once
     assert bench.warm_up_batch([1, 64], {"u16": "users:12@16"}) == 64
     assert bench.warm_up_batch([4], {}) == 4
+
+
+def test_merge_results_joins_the_modes_of_separate_runs(tmp_path):
+    first, second = tmp_path / "gpu0", tmp_path / "gpu1"
+    for directory, mode in ((first, "elastic"), (second, "chunk:8")):
+        directory.mkdir()
+        report.write_csv([{"model": "m", "mode": mode, "load": "u4", "throughput_tok_s": 10.0}],
+                         ["model", "mode", "load", "throughput_tok_s"], directory / "changing.csv")
+    report.write_csv([{"model": "m", "mode": "elastic", "batch": 1}], ["model", "mode", "batch"],
+                     first / "offline.csv")
+    report.merge_results([first, second], tmp_path / "merged")
+    assert [r["mode"] for r in report.read_csv(tmp_path / "merged" / "changing.csv")] == ["elastic", "chunk:8"]
+    assert [r["mode"] for r in report.read_csv(tmp_path / "merged" / "offline.csv")] == ["elastic"]
+    assert not (tmp_path / "merged" / "sweep.csv").exists()
