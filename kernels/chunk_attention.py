@@ -93,14 +93,15 @@ def _attend(acc, row_max, row_sum, q, k, v, visible, scale_log2, UPCAST: tl.cons
     return acc, new_max, row_sum
 
 
-# Counts that change every step are not specialized on (Triton compiles a variant per value class: 1, a multiple
-# of 16, other): a step whose counts fall in a class not compiled yet stalled the engine for 1-2 s (eager prefill
-# steps of a burst of requests, H200, 2026-11-28).
-PER_STEP_COUNTS = ["num_requests", "num_tokens"]
+# Integers that change from step to step are not specialized on (Triton compiles a variant per value class: 1, a
+# multiple of 16, other): a step whose counts fell in a class not compiled yet stalled the engine for 1-2 s (eager
+# prefill steps of a burst of requests, H200, 2026-11-28). An eager step's page table is as wide as its longest
+# request needs, while the CUDA graphs' is as wide as the model's context, so its row stride varies too.
+PER_STEP_ARGS = ["num_requests", "num_tokens", "stride_table"]
 
 
 @triton.autotune(configs=_attention_configs(), key=["BLOCK_M", "HEAD_DIM"])
-@triton.jit(do_not_specialize=PER_STEP_COUNTS)
+@triton.jit(do_not_specialize=PER_STEP_ARGS)
 def _chunk_attention_kernel(
     q_ptr, k_ptr, v_ptr, out_ptr, part_out_ptr, part_lse_ptr,
     positions_ptr, cu_seqlens_ptr, k_cache_ptr, v_cache_ptr, page_table_ptr, prefix_lens_ptr,

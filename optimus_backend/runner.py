@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +42,13 @@ class InFlight:
     step: StepBatch
     hidden: Tensor  # [T, D] final hidden states
     scores: tuple[Tensor, Tensor] | None  # greedy (confidence, token) of the scored rows; None when none is scored
+
+
+def aligned_starts(sizes: list[int]) -> list[int]:
+    """Where each of these int64 fields starts in one upload buffer, each 16-byte aligned (an even offset), then the
+    buffer's length. Triton compiles a kernel variant per pointer alignment, and a field that started misaligned
+    in some steps only would compile one inside such a step."""
+    return [0, *itertools.accumulate(size + size % 2 for size in sizes)]
 
 
 class StepRunner:
@@ -114,15 +122,17 @@ class StepRunner:
         sizes = [a.size for a in arrays]
         if self.device.type != "cuda":
             return list(torch.from_numpy(np.concatenate([a.ravel() for a in arrays])).split(sizes))
-        total = sum(sizes)
-        if self.staging.numel() < total:
-            self.staging = torch.empty(2 * total, dtype=torch.long, pin_memory=True)
+        starts = aligned_starts(sizes)
+        if self.staging.numel() < starts[-1]:
+            self.staging = torch.empty(2 * starts[-1], dtype=torch.long, pin_memory=True)
         self.uploaded.synchronize()  # the previous copy out of the buffer is done (it is, after a collect)
-        host = self.staging[:total]
-        np.concatenate([a.ravel() for a in arrays], out=host.numpy())
+        host = self.staging[:starts[-1]]
+        host_np = host.numpy()
+        for array, start in zip(arrays, starts):
+            host_np[start:start + array.size] = array.ravel()
         flat = host.to(self.device, non_blocking=True)
         self.uploaded.record()
-        return list(flat.split(sizes))
+        return [flat[start:start + size] for start, size in zip(starts, sizes)]
 
     def attention(self, step: StepBatch, block_size: int):
         """The AttentionFn of this step: chunk attention over the pages, then the KV writes."""

@@ -15,6 +15,7 @@ from optimus_backend.cuda_graphs import Buckets, graph_keys
 from optimus_backend.detokenizer import Detokenizer
 from optimus_backend import engine as engine_module
 from optimus_backend.engine import Engine
+from optimus_backend.runner import aligned_starts
 from optimus_backend.reference import ReferenceDecoder
 from optimus_backend.tokenizer import Tokenizer
 
@@ -510,3 +511,12 @@ def test_a_stalled_step_is_logged_with_what_it_ran(tiny_checkpoint, caplog, monk
     monkeypatch.setattr(engine.runner, "collect", collect)
     run_to_end(engine, handles)
     assert all(handle.request.finished for handle in handles)
+
+
+def test_upload_fields_start_aligned_and_do_not_overlap():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        sizes = rng.integers(0, 40, size=7).tolist()
+        starts = aligned_starts(sizes)
+        assert all(start % 2 == 0 for start in starts)  # int64 elements: 16-byte aligned
+        assert all(starts[i] + sizes[i] <= starts[i + 1] <= starts[i] + sizes[i] + 1 for i in range(len(sizes)))
