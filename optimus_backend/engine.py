@@ -310,7 +310,7 @@ class Engine:
         """Logs a step far slower than the recent ones (a stall: a kernel compiled on first use, the allocator
         freeing its cache to grow, a large prefill), with what it ran."""
         recent = self._recent_step_ms
-        usual = statistics.median(recent) if recent else 0.0
+        usual = statistics.median(recent) if step_ms > SLOW_STEP_MS and recent else 0.0  # the median only if needed
         recent.append(step_ms)
         if step_ms <= SLOW_STEP_MS or step_ms <= SLOW_STEP_FACTOR * usual:
             return
