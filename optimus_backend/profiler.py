@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import statistics
 import time
@@ -23,6 +24,18 @@ QUICK_CHUNKS = [1, 2, 4, 8, 16, 32]  # the first-start sweep's chunk sizes (thos
 QUICK_PREFIX = 256  # and its cached prefix length, less where the KV pool can't hold a full batch of it
 QUICK_STOP_MS = 100.0  # and no larger batch once a step takes longer than this (CPU first starts stay short)
 PROFILE_DIR = PROJECT_ROOT / ".cache" / "profiles"
+# the code one engine step runs: a profile measured with another version of it may price the chunk sizes wrong
+STEP_SOURCES = ("kernels/__init__.py", "kernels/activation.py", "kernels/chunk_attention.py", "kernels/confidence.py",
+                "kernels/launch.py", "kernels/rms_norm.py", "kernels/rope.py", "optimus_backend/cuda_graphs.py",
+                "optimus_backend/model.py", "optimus_backend/runner.py")
+
+
+def step_code() -> str:
+    """A fingerprint of STEP_SOURCES, which profiles carry as ``step_code``."""
+    digest = hashlib.sha256()
+    for source in STEP_SOURCES:
+        digest.update(source.encode() + b"\0" + (PROJECT_ROOT / source).read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def device_name(device: torch.device) -> str:
@@ -33,7 +46,7 @@ def device_name(device: torch.device) -> str:
 def profile_meta(engine) -> dict:
     return {"model": model_name(engine.config), "device": device_name(engine.device),
             "dtype": str(engine.dtype).removeprefix("torch."),
-            "block_size": engine.model.config.block_size}
+            "block_size": engine.model.config.block_size, "step_code": step_code()}
 
 
 def profile_path(engine) -> Path:
@@ -108,7 +121,13 @@ def load_cost_model(config: EngineConfig, engine) -> CostModel:
     """The cached profile for this model + device + dtype; profiled with a quick sweep on first start."""
     path = profile_path(engine)
     if path.is_file():
-        return CostModel.load(path)
+        model = CostModel.load(path)
+        measured_with, now = model.meta.get("step_code", "unknown"), step_code()
+        if measured_with != now:
+            log.warning("the step profile %s was measured with other kernels or runner code (step_code %s, now %s): "
+                        "the elastic choice may misprice chunk sizes; `optimus profile` re-measures it",
+                        path, measured_with, now)
+        return model
     log.warning("no step profile at %s: profiling a quick sweep now (`optimus profile` measures the full grid)",
                 path)
     kv, block = engine.kv, engine.model.config.block_size

@@ -150,3 +150,25 @@ def test_quick_sweep_reaches_max_running_and_stops_once_saturated(monkeypatch):
     cut = profiler.profile(engine, batches, chunks, [512], progress=False, stop_ms=stop)
     assert max(b for b, _ in measured) == 16 and (16, 32) in measured
     assert cut.points == {key: ms for key, ms in full.points.items() if key[0] <= 16}
+
+
+def test_a_profile_of_other_step_code_loads_with_a_warning(tmp_path, monkeypatch, caplog):
+    from types import SimpleNamespace
+
+    from optimus_backend import profiler
+
+    for source in profiler.STEP_SOURCES:
+        (tmp_path / source).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / source).write_text(source)
+    monkeypatch.setattr(profiler, "PROJECT_ROOT", tmp_path)
+    current = profiler.step_code()
+    (tmp_path / profiler.STEP_SOURCES[2]).write_text("another kernel")
+    assert profiler.step_code() != current
+    (tmp_path / profiler.STEP_SOURCES[2]).write_text(profiler.STEP_SOURCES[2])
+    assert profiler.step_code() == current
+    for step_code, warned in ((current, False), ("0123abcd", True)):
+        path = CostModel({key: smooth(*key) for key in GRID}, {"step_code": step_code}).save(tmp_path / "p.json")
+        engine = SimpleNamespace(config=SimpleNamespace(profile_path=path))
+        caplog.clear()
+        assert profiler.load_cost_model(engine.config, engine).points == CostModel.load(path).points
+        assert any("other kernels" in r.getMessage() for r in caplog.records) == warned
