@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import logging
 import statistics
 import time
@@ -25,16 +26,16 @@ QUICK_PREFIX = 256  # and its cached prefix length, less where the KV pool can't
 QUICK_STOP_MS = 100.0  # and no larger batch once a step takes longer than this (CPU first starts stay short)
 PROFILE_DIR = PROJECT_ROOT / ".cache" / "profiles"
 # the code one engine step runs: a profile measured with another version of it may price the chunk sizes wrong
-STEP_SOURCES = ("kernels/__init__.py", "kernels/activation.py", "kernels/chunk_attention.py", "kernels/confidence.py",
-                "kernels/launch.py", "kernels/rms_norm.py", "kernels/rope.py", "optimus_backend/cuda_graphs.py",
-                "optimus_backend/model.py", "optimus_backend/runner.py")
+STEP_MODULES = ("kernels", "kernels.activation", "kernels.chunk_attention", "kernels.confidence", "kernels.launch",
+                "kernels.rms_norm", "kernels.rope", "optimus_backend.cuda_graphs", "optimus_backend.model",
+                "optimus_backend.runner")
 
 
-def step_code() -> str:
-    """A fingerprint of STEP_SOURCES, which profiles carry as ``step_code``."""
+def step_code(modules: tuple[str, ...] = STEP_MODULES) -> str:
+    """A fingerprint of the source of ``modules``, which profiles carry as ``step_code``."""
     digest = hashlib.sha256()
-    for source in STEP_SOURCES:
-        digest.update(source.encode() + b"\0" + (PROJECT_ROOT / source).read_bytes())
+    for name in modules:
+        digest.update(name.encode() + b"\0" + Path(importlib.util.find_spec(name).origin).read_bytes())
     return digest.hexdigest()[:12]
 
 

@@ -157,15 +157,13 @@ def test_a_profile_of_other_step_code_loads_with_a_warning(tmp_path, monkeypatch
 
     from optimus_backend import profiler
 
-    for source in profiler.STEP_SOURCES:
-        (tmp_path / source).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / source).write_text(source)
-    monkeypatch.setattr(profiler, "PROJECT_ROOT", tmp_path)
+    kernel = tmp_path / "step_code_probe.py"
+    kernel.write_text("KERNEL = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = profiler.step_code(("step_code_probe",))
+    kernel.write_text("KERNEL = 2\n")
+    assert profiler.step_code(("step_code_probe",)) != before
     current = profiler.step_code()
-    (tmp_path / profiler.STEP_SOURCES[2]).write_text("another kernel")
-    assert profiler.step_code() != current
-    (tmp_path / profiler.STEP_SOURCES[2]).write_text(profiler.STEP_SOURCES[2])
-    assert profiler.step_code() == current
     for step_code, warned in ((current, False), ("0123abcd", True)):
         path = CostModel({key: smooth(*key) for key in GRID}, {"step_code": step_code}).save(tmp_path / "p.json")
         engine = SimpleNamespace(config=SimpleNamespace(profile_path=path))
