@@ -118,18 +118,23 @@ class StepRunner:
 
     def upload(self, arrays: list[np.ndarray]) -> list[Tensor]:
         """The int64 arrays on the device, in one copy: each copy from pageable memory waits for the device, and
-        a step has seven arrays. On CUDA the copy is from a pinned buffer kept across steps and returns at once."""
+        a step has seven arrays. On CUDA the copy is from a pinned buffer kept across steps and returns at once.
+        The same layout on every device (``aligned_starts``), so the CPU tests run the slicing the GPU uses."""
         sizes = [a.size for a in arrays]
-        if self.device.type != "cuda":
-            return list(torch.from_numpy(np.concatenate([a.ravel() for a in arrays])).split(sizes))
         starts = aligned_starts(sizes)
-        if self.staging.numel() < starts[-1]:
-            self.staging = torch.empty(2 * starts[-1], dtype=torch.long, pin_memory=True)
-        self.uploaded.synchronize()  # the previous copy out of the buffer is done (it is, after a collect)
-        host = self.staging[:starts[-1]]
+        cuda = self.device.type == "cuda"
+        if cuda:
+            if self.staging.numel() < starts[-1]:
+                self.staging = torch.empty(2 * starts[-1], dtype=torch.long, pin_memory=True)
+            self.uploaded.synchronize()  # the previous copy out of the buffer is done (it is, after a collect)
+            host = self.staging[:starts[-1]]
+        else:
+            host = torch.empty(starts[-1], dtype=torch.long)
         host_np = host.numpy()
         for array, start in zip(arrays, starts):
             host_np[start:start + array.size] = array.ravel()
+        if not cuda:
+            return [host[start:start + size] for start, size in zip(starts, sizes)]
         flat = host.to(self.device, non_blocking=True)
         self.uploaded.record()
         return [flat[start:start + size] for start, size in zip(starts, sizes)]
