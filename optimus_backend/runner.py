@@ -133,10 +133,9 @@ class StepRunner:
         host_np = host.numpy()
         for array, start in zip(arrays, starts):
             host_np[start:start + array.size] = array.ravel()
-        if not cuda:
-            return [host[start:start + size] for start, size in zip(starts, sizes)]
-        flat = host.to(self.device, non_blocking=True)
-        self.uploaded.record()
+        flat = host.to(self.device, non_blocking=True) if cuda else host
+        if cuda:
+            self.uploaded.record()
         return [flat[start:start + size] for start, size in zip(starts, sizes)]
 
     def attention(self, step: StepBatch, block_size: int):

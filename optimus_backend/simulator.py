@@ -80,11 +80,12 @@ class LoadSchedule:
         """Arrival times of a Poisson process with this rate (by thinning)."""
         if self.users:
             raise ValueError("a users schedule has no arrival process: its users send requests in a closed loop")
-        if self.peak <= 0:
+        peak = self.peak
+        if peak <= 0:
             return np.zeros(0)
-        count = rng.poisson(self.peak * self.duration)
+        count = rng.poisson(peak * self.duration)
         times = np.sort(rng.uniform(0.0, self.duration, count))
-        return times[rng.uniform(0.0, self.peak, count) < self.rate(times)]
+        return times[rng.uniform(0.0, peak, count) < self.rate(times)]
 
 
 @dataclass
