@@ -181,12 +181,14 @@ def warm_up_batch(batches: list[int], changing: dict[str, str]) -> int:
 
 @dataclass
 class ModeResults:
-    """One mode's rows: the rate sweep, offline throughput, and each changing load's summary and timeline."""
+    """One mode's rows: the rate sweep, offline throughput, and each changing load's summary, timeline and
+    per-chunk step rows."""
 
     sweep: list[dict]
     offline: list[dict]
     changing: list[dict] = field(default_factory=list)
     timeline: list[dict] = field(default_factory=list)
+    chunks: list[dict] = field(default_factory=list)
 
     def merge(self, other: "ModeResults") -> None:
         """Appends another mode's rows."""
@@ -194,6 +196,7 @@ class ModeResults:
         self.offline += other.offline
         self.changing += other.changing
         self.timeline += other.timeline
+        self.chunks += other.chunks
 
 
 def bench_mode(args: argparse.Namespace, config: EngineConfig, prompts: list, spec: PointSpec, labels: dict,
@@ -205,11 +208,12 @@ def bench_mode(args: argparse.Namespace, config: EngineConfig, prompts: list, sp
         warm_up(target, prompts, spec.params, warm_up_batch(batches, args.changing))
         labels = {**labels, "path": target.label}
         sweep_end = None if seconds is None else time.monotonic() + SWEEP_SHARE * seconds
-        changing, timeline = run_changing(target, args.changing, spec) if args.changing else ([], [])
+        changing, timeline, chunks = run_changing(target, args.changing, spec) if args.changing else ([], [], [])
         rows = [{**labels, **row} for row in sweep(target, rates, spec, config.mode, sweep_end)]
         offline = [{**labels, **row} for row in throughput_vs_batch(target, prompts, spec.params, batches)]
+    model_mode = {"model": labels["model"], "mode": labels["mode"]}
     return ModeResults(rows, offline, [{**labels, **row} for row in changing],
-                       [{"model": labels["model"], "mode": labels["mode"], **row} for row in timeline])
+                       [{**model_mode, **row} for row in timeline], [{**model_mode, **row} for row in chunks])
 
 
 def capacity_row(labels: dict, rows: list[dict], slo_ms: float) -> dict:
@@ -220,14 +224,16 @@ def capacity_row(labels: dict, rows: list[dict], slo_ms: float) -> dict:
 
 
 def write_csvs(out: Path, results: ModeResults, capacity: list[dict]) -> None:
-    """``sweep.csv``, ``capacity.csv``, ``offline.csv`` and, with changing loads, ``changing.csv`` and
-    ``timeline.csv``."""
+    """``sweep.csv``, ``capacity.csv``, ``offline.csv`` and, with changing loads, ``changing.csv``,
+    ``timeline.csv`` and (in-process engine) ``chunks.csv``."""
     report.write_csv(results.sweep, report.SWEEP_COLUMNS, out / "sweep.csv")
     report.write_csv(capacity, report.CAPACITY_COLUMNS, out / "capacity.csv")
     report.write_csv(results.offline, report.OFFLINE_COLUMNS, out / "offline.csv")
     if results.changing:
         report.write_csv(results.changing, report.CHANGING_COLUMNS, out / "changing.csv")
         report.write_csv(results.timeline, report.TIMELINE_COLUMNS, out / "timeline.csv")
+    if results.chunks:
+        report.write_csv(results.chunks, report.CHUNK_COLUMNS, out / "chunks.csv")
 
 
 def write_outputs(out: Path, results: ModeResults, capacity: list[dict], slo_ms: float, title: str,

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from optimus_backend.simulator import LoadSchedule
 
-from .metrics import RequestRecord, meets_slo, summarize
+from .metrics import RequestRecord, chunk_rows, meets_slo, summarize
 from .shapes import Arrivals, constant, parse
 
 SAMPLE_PERIOD_S = 0.1
@@ -107,16 +107,20 @@ def _closed_loop(target, schedule: LoadSchedule, spec: PointSpec, origin: float,
     return records
 
 
-def run_changing(target, loads: dict[str, str], spec: PointSpec) -> tuple[list[dict], list[dict]]:
+def run_changing(target, loads: dict[str, str], spec: PointSpec) -> tuple[list[dict], list[dict], list[dict]]:
     """Each changing load (label -> ``shapes.parse`` spec, absolute req/s or ``users:`` counts) once: (summary
-    rows, timeline rows)."""
-    rows, timeline = [], []
+    rows, timeline rows, per-chunk rows of the steps each load ran where the target keeps step records: the
+    in-process engine)."""
+    rows, timeline, chunks = [], [], []
+    history = getattr(target, "step_history", None)
     for label, text in tqdm(loads.items(), desc="changing loads", unit="load"):
         schedule = parse(text)
+        before = target.stats().get("steps", 0) - 1 if history else 0  # the last step before the load
         row, samples = run_load(target, schedule, spec)
         rows.append({"load": label, "schedule": text, "duration_s": schedule.duration, **row})
         timeline += [{"load": label, **sample} for sample in samples]
-    return rows, timeline
+        chunks += [{"load": label, **chunk_row} for chunk_row in chunk_rows(history(before))] if history else []
+    return rows, timeline, chunks
 
 
 def parse_loads(text: str) -> dict[str, str]:

@@ -85,6 +85,10 @@ class EngineTarget:
     def stats(self) -> dict:
         return self.engine.stats()
 
+    def step_history(self, after: int) -> list:
+        """The engine's step records after step ``after`` (the Triton target has none to give)."""
+        return self.engine.step_history(after)
+
     def close(self) -> None:
         self.stopping.set()
         self.thread.join(timeout=10)

@@ -98,6 +98,29 @@ def summarize(records: list[RequestRecord], samples: list[dict], duration_s: flo
     return row
 
 
+def chunk_rows(records: list) -> list[dict]:
+    """Per chunk size, what the decode steps (engine ``StepRecord``s) that ran it cost and gave: its share of those
+    steps, their mean batch, committed tokens per request and step, measured and profiled step ms over the steps
+    without prefill (a step's prefill is paid whichever c runs), and committed tokens per second of its steps' time
+    (the quantity the elastic controller maximizes)."""
+    decode = [r for r in records if r.batch > 0]
+    rows = []
+    for chunk in sorted({r.chunk for r in decode}):
+        ran = [r for r in decode if r.chunk == chunk]
+        clean = [r for r in ran if not r.prefill_tokens]
+        profiled = [r.profiled_ms for r in clean if r.profiled_ms]
+        committed = sum(r.committed_tokens for r in ran)
+        rows.append({
+            "chunk": chunk, "steps": len(ran), "step_share": len(ran) / len(decode),
+            "mean_batch": float(np.mean([r.batch for r in ran])),
+            "committed_per_request": committed / sum(r.batch for r in ran),
+            "step_ms": float(np.mean([r.measured_ms for r in clean])) if clean else float("nan"),
+            "profiled_ms": float(np.mean(profiled)) if profiled else float("nan"),
+            "tok_s": committed / (sum(r.measured_ms for r in ran) / 1e3),
+        })
+    return rows
+
+
 def step_over_predicted(samples: list[dict]) -> float:
     """Median measured / predicted time of the sampled steps (how well the cost model knows this machine)."""
     ratios = [s["step_ms"] / s["predicted_ms"] for s in samples if s.get("predicted_ms") and s.get("step_ms")]

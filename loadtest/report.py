@@ -4,7 +4,9 @@ Files in the output directory: ``sweep.csv`` (one row per mode and rate point), 
 per mode), ``offline.csv`` (throughput vs batch size per mode), ``throughput_vs_rate.png``,
 ``tpot_p90_vs_rate.png``, ``chunk_vs_load.png``, ``slo_capacity.png``, ``offline_vs_batch.png`` and
 ``summary.md``; with changing loads also ``changing.csv`` (one row per mode and load), ``timeline.csv`` (the
-engine's sampled state over each run) and ``changing_<model>_<load>.png``. Loads that hold N users
+engine's sampled state over each run), ``changing_<model>_<load>.png`` and, from the in-process engine,
+``chunks.csv`` (per load and chunk size: the steps that ran it, what they cost against the profile and what they
+committed). Loads that hold N users
 (``users:30@16``) also get a headline table per concurrency, elastic over AR, BD and the best fixed chunk.
 """
 
@@ -28,6 +30,8 @@ SUMMARY_COLUMNS = [  # metrics.summarize's row
 SWEEP_COLUMNS = LABELS + ["rate_rps", *SUMMARY_COLUMNS, "slo_ok"]
 CHANGING_COLUMNS = LABELS + ["load", "schedule", "duration_s", *SUMMARY_COLUMNS]
 TIMELINE_COLUMNS = ["model", "mode", "load", "t_s", "offered_rps", "users", "running", "waiting", "chunk"]
+CHUNK_COLUMNS = ["model", "mode", "load", "chunk", "steps", "step_share", "mean_batch", "committed_per_request",
+                 "step_ms", "profiled_ms", "tok_s"]
 CHANGING_METRICS = [  # (column, header, higher is better) of the changing-load tables
     ("throughput_tok_s", "tok/s", True), ("tpot_p50_ms", "P50 TPOT ms", False), ("tpot_p90_ms", "P90 TPOT ms", False),
     ("ttft_p90_ms", "P90 TTFT ms", False), ("e2e_p50_ms", "P50 e2e ms", False), ("e2e_p90_ms", "P90 e2e ms", False)]
@@ -252,7 +256,7 @@ def render(out: Path, slo_ms: float, title: str, preamble: str) -> str:
     return text
 
 
-RESULT_FILES = ("sweep.csv", "capacity.csv", "offline.csv", "changing.csv", "timeline.csv")
+RESULT_FILES = ("sweep.csv", "capacity.csv", "offline.csv", "changing.csv", "timeline.csv", "chunks.csv")
 
 
 def merge_results(sources: list[Path], out: Path) -> None:

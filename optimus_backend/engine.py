@@ -213,6 +213,11 @@ class Engine:
                 **self.last_step,
             }
 
+    def step_history(self, after: int = -1) -> list[StepRecord]:
+        """The steps the controller observed after step ``after`` (at most its last HISTORY_LEN)."""
+        history = tuple(self.controller.history)  # one C-level copy: the step thread may append meanwhile
+        return [record for record in history if record.step > after]
+
     def shutdown(self) -> None:
         self._stop.set()
         self._wake.set()
@@ -279,7 +284,8 @@ class Engine:
         fed = sum(plan.fed_len for _, plan in batch)
         prefill = sum(plan.fed_len for _, plan in batch if plan.kind is StepKind.PREFILL)
         committed = sum(len(c) for c in commits)
-        decoding = sum(1 for _, plan in batch if plan.scored)
+        scored = [(plan.window, len(c)) for (_, plan), c in zip(batch, commits) if plan.scored]
+        windows, window_commits = (tuple(v) for v in zip(*scored)) if scored else ((), ())
         for (request, plan), request_commits in zip(batch, commits):
             if not request.finished:  # else a stop string ended it while this step ran: its commits are dropped
                 request.apply(plan, request_commits)
@@ -290,8 +296,9 @@ class Engine:
             self._send_deltas()
         step_ms = (time.perf_counter() - start) * 1e3
         self._note_slow_step(step_ms, forward_ms, len(batch), chunk, fed, prefill)
-        self._unobserved = StepRecord(self.steps, decoding, chunk, fed, committed, step_ms,
-                                      predicted_ms=predicted_ms, profiled_ms=profiled_ms, prefill_tokens=prefill)
+        self._unobserved = StepRecord(self.steps, len(scored), chunk, fed, committed, step_ms,
+                                      predicted_ms=predicted_ms, profiled_ms=profiled_ms, prefill_tokens=prefill,
+                                      windows=windows, commits=window_commits)
         if not self.overlap_host_work:
             self._catch_up()
         with self._lock:

@@ -19,10 +19,11 @@ import pytest
 
 from loadtest import bench, report
 from loadtest.driver import PointSpec, interpolated_capacity, parse_loads, run_changing, run_point, slo_capacity
-from loadtest.metrics import RequestRecord, meets_slo, summarize
+from loadtest.metrics import RequestRecord, chunk_rows, meets_slo, summarize
 from loadtest.shapes import Arrivals, parse
 from optimus_backend.cli import main as optimus
 from optimus_backend.config import EngineConfig, SamplingParams
+from optimus_backend.controller import StepRecord
 from optimus_backend.decoding import make_rule
 from optimus_backend.triton_server import TritonServer
 
@@ -121,7 +122,8 @@ class InstantTarget:
 
 def test_changing_loads_follow_their_schedule_and_name_bad_items():
     spec = PointSpec(prompts=["p"], params={}, duration_s=1.0, drain_s=1.0, slo_ms=50.0)
-    rows, timeline = run_changing(InstantTarget(), {"step": "0.6@5,0.6@40"}, spec)
+    rows, timeline, chunks = run_changing(InstantTarget(), {"step": "0.6@5,0.6@40"}, spec)
+    assert chunks == []  # a target without step records (the Triton path)
     assert [(r["load"], r["schedule"], r["duration_s"]) for r in rows] == [("step", "0.6@5,0.6@40", 1.2)]
     assert rows[0]["completed"] == rows[0]["requests"] > 10 and rows[0]["mean_chunk"] == 4
     times = [r["t_s"] for r in timeline]
@@ -166,7 +168,7 @@ def test_a_users_load_keeps_each_user_one_request_in_flight():
     spec = PointSpec(prompts=["p"], params={}, duration_s=1.0, drain_s=1.0, slo_ms=50.0)
     target = HoldingTarget(0.02)
     begin = time.perf_counter()
-    rows, timeline = run_changing(target, {"users": "users:0.6@2,0.6@6"}, spec)
+    rows, timeline, _ = run_changing(target, {"users": "users:0.6@2,0.6@6"}, spec)
     assert rows[0]["failed"] == 0 and rows[0]["completed"] == rows[0]["requests"] == len(target.starts)
     first = [n for t, n in target.starts if t - begin < 0.55]
     second = [n for t, n in target.starts if 0.7 < t - begin]
@@ -272,10 +274,28 @@ def test_recorder_and_in_process_path_with_replay(tiny_checkpoint, tmp_path):
         # chunk:4 with at most 4 commits a step: 8 tokens need >= 2 decode steps (+ prefill), every step timed
         assert offline["steps"] >= 3 and offline["forward_ms_mean"] <= offline["step_ms_mean"]
         assert 0 < offline["in_step_share"] <= 1.0
+        rows, _, chunks = run_changing(target, {"u2": "users:1@2"}, spec)
+        assert [c["chunk"] for c in chunks] == [4] and chunks[0]["step_share"] == 1.0
+        assert 0 < chunks[0]["committed_per_request"] <= 4 and chunks[0]["tok_s"] > 0
+        committed = chunks[0]["committed_per_request"] * chunks[0]["mean_batch"] * chunks[0]["steps"]
+        assert committed == pytest.approx(rows[0]["output_tokens"])  # the engine's records against the client's count
         assert engine.generate(["stop here"], SamplingParams(max_tokens=6, ignore_eos=True))[0] is not None
     finally:
         target.close()
         engine.shutdown()
+
+
+def test_chunk_rows_say_what_each_chunk_cost_and_gave():
+    records = [StepRecord(0, 0, 8, 64, 0, 30.0, prefill_tokens=64),  # a prefill-only step: no decode row
+               StepRecord(1, 2, 8, 16, 6, 10.0, 10.0, 8.0),
+               StepRecord(2, 4, 8, 96, 10, 20.0, 20.0, 9.0, prefill_tokens=64),  # prefill rides along
+               StepRecord(3, 4, 16, 64, 20, 12.0, 12.0, 10.0)]
+    rows = {row["chunk"]: row for row in chunk_rows(records)}
+    assert set(rows) == {8, 16}
+    assert rows[8]["steps"] == 2 and rows[8]["step_share"] == pytest.approx(2 / 3) and rows[8]["mean_batch"] == 3
+    assert rows[8]["committed_per_request"] == pytest.approx(16 / 6) and rows[8]["tok_s"] == pytest.approx(16 / 0.03)
+    assert rows[8]["step_ms"] == 10.0 and rows[8]["profiled_ms"] == 8.0  # the step with prefill is left out
+    assert rows[16]["tok_s"] == pytest.approx(20 / 0.012) and rows[16]["committed_per_request"] == 5
 
 
 def test_warm_up_covers_the_largest_burst_of_the_run():
