@@ -99,6 +99,8 @@ class StepRecord:
     predicted_ms: float | None = None  # None: filled in by the controller from its own prediction
     profiled_ms: float | None = None  # the profile's T for the choice (elastic); None: as for predicted_ms
     prefill_tokens: int = 0  # prompt tokens prefilled in the same step (not part of ``batch``)
+    windows: tuple[int, ...] = ()  # each decoding request's window (``StepPlan.window``); () : all ``chunk``
+    commits: tuple[int, ...] = ()  # the tokens each of them committed, with ``windows``
 
 
 class ChunkController:
@@ -111,9 +113,11 @@ class ChunkController:
         self.last_profiled_ms: float | None = None
 
     def choose(self, batch: int, prefix: float | None = None,
-               step_tokens: Callable[[np.ndarray], np.ndarray] | None = None) -> int:
+               step_tokens: Callable[[np.ndarray], np.ndarray] | None = None,
+               spares: Callable[[], list[int] | None] | None = None) -> int:
         """The chunk size for this step of ``batch`` decoding requests (``prefix``: their mean cached length;
-        ``step_tokens``: the decode tokens the step really runs for each chunk size, default ``batch * c``)."""
+        ``step_tokens``: the decode tokens the step really runs for each chunk size, default ``batch * c``;
+        ``spares``: each request's room for a window, before its block's end, if known)."""
         raise NotImplementedError
 
     def observe(self, record: StepRecord) -> None:
@@ -145,7 +149,8 @@ class FixedController(ChunkController):
         self.chunk = chunk
 
     def choose(self, batch: int, prefix: float | None = None,
-               step_tokens: Callable[[np.ndarray], np.ndarray] | None = None) -> int:
+               step_tokens: Callable[[np.ndarray], np.ndarray] | None = None,
+               spares: Callable[[], list[int] | None] | None = None) -> int:
         if self.cost_model is not None:
             self.last_predicted_ms = self.cost_model.predict(max(batch, 1), self.chunk, prefix)
         return self.chunk
@@ -187,8 +192,8 @@ class ElasticController(ChunkController):
         self.steps = 0
         self._previous_chunk: int | None = None  # the c of the last observed step
         self._tables: dict[tuple[int, int | None], np.ndarray] = {}  # (batch, prefix bucket) -> T at 0, 1, ... tokens
-        self._values: dict[int, np.ndarray] = {}  # decision_value() per batch range as of ``_values_step`` steps
-        self._values_step = -1
+        self._optimistic: dict[int, np.ndarray] = {}  # decision_factors() per batch range, as of _optimistic_step
+        self._optimistic_step = -1
         self._bounds: tuple[np.ndarray, np.ndarray] | None = None  # bounds() as of ``_bounds_step`` observed steps
         self._bounds_step = -1
 
@@ -305,29 +310,43 @@ class ElasticController(ChunkController):
         return self._factors[wanted]
 
     def choose(self, batch: int, prefix: float | None = None,
-               step_tokens: Callable[[np.ndarray], np.ndarray] | None = None) -> int:
+               step_tokens: Callable[[np.ndarray], np.ndarray] | None = None,
+               spares: Callable[[], list[int] | None] | None = None) -> int:
         batch = max(batch, 1)
         profiled = self.step_profile(batch, prefix, step_tokens)
-        rate = self.decision_value(batch) / profiled  # committed tokens per request per ms (b is common to all c)
+        upper, lower = self.decision_bounds()
+        windows = None if spares is None else spares()
+        rate = self.window_mean(upper, windows) / (self.decision_factors(batch) * profiled)  # per request per ms
+        if windows:  # a c past every request's room runs the same step as the longest room: that c names it
+            rate = np.where(self.candidates <= max(max(windows), 1), rate, -np.inf)
         factors = self.time_factors(batch)
-        if self.tpot_slo_ms is not None:
-            keeps = profiled * factors <= self.tpot_slo_ms * self.decision_bounds()[1]  # exploration never gambles
-            if keeps.any():  # with the SLO
+        if self.tpot_slo_ms is not None:  # exploration never gambles with the SLO
+            keeps = profiled * factors <= self.tpot_slo_ms * self.window_mean(lower, windows)
+            if keeps.any():
                 rate = np.where(keeps, rate, -np.inf)
         index = int(np.argmax(rate))
         self.last_profiled_ms = float(profiled[index])
         self.last_predicted_ms = self.last_profiled_ms * float(factors[index])
         return int(self.candidates[index])
 
-    def decision_value(self, batch: int) -> np.ndarray:
-        """Optimistic E[c] over each c's optimistic step-time factor at ``batch`` requests, once per observed step
-        and batch range: a step's rate at c is this over the profile's T, so a choice costs one division."""
-        if self._values_step != self.steps:
-            self._values, self._values_step = {}, self.steps
+    def window_mean(self, values: np.ndarray, spares: list[int] | None) -> np.ndarray:
+        """For every c, the mean over the step's requests of ``values`` (E bounds, by window) at the window c gives
+        each: min(c, its spare room); ``values`` itself when the spares are unknown (every window c)."""
+        if not spares:
+            return values
+        rooms = np.clip(np.sort(np.asarray(spares)), 1, len(self.candidates))
+        sums = np.concatenate(([0.0], np.cumsum(values[rooms - 1])))
+        cut = np.searchsorted(rooms, self.candidates)  # requests whose window is cut under c
+        return (sums[cut] + (len(rooms) - cut) * values) / len(rooms)
+
+    def decision_factors(self, batch: int) -> np.ndarray:
+        """``optimistic_factors`` at ``batch`` requests, once per observed step and batch range."""
+        if self._optimistic_step != self.steps:
+            self._optimistic, self._optimistic_step = {}, self.steps
         wanted = self.batch_range(batch)
-        if wanted not in self._values:
-            self._values[wanted] = self.decision_bounds()[0] / self.optimistic_factors(batch)
-        return self._values[wanted]
+        if wanted not in self._optimistic:
+            self._optimistic[wanted] = self.optimistic_factors(batch)
+        return self._optimistic[wanted]
 
     def optimistic_factors(self, batch: int) -> np.ndarray:
         """``time_factors`` lowered by ``Z_TIME`` standard errors each: (4 * prior error + n * spread) / (n + 2)**2
@@ -344,7 +363,8 @@ class ElasticController(ChunkController):
         return self._bounds
 
     def prepare(self) -> None:
-        self.decision_value(self._last_batch)
+        self.decision_bounds()
+        self.decision_factors(self._last_batch)
 
     def observe(self, record: StepRecord) -> None:
         record = self.completed(record)
@@ -376,25 +396,48 @@ class ElasticController(ChunkController):
             self.learned_factor[k, i] = own + weight * (relative - own)
             self.latency_steps[k, i] += 1
             self._ranges_run.add(k)
-            self._factors_step = self._values_step = -1
+            self._factors_step = self._optimistic_step = -1
         self._last_batch = record.batch
-        n = self.requests()[i]
-        value = record.committed_tokens / record.batch
-        b = record.batch * (switch_share(record.chunk, self._previous_chunk) if n <= 0 else 1.0)  # requests' worth
-        self._previous_chunk = record.chunk
-        if n * FAST_ALPHA >= 1.0 and self.estimate[i] > 0:
+        self._observe_acceptance(record)
+
+    def _observe_acceptance(self, record: StepRecord) -> None:
+        """Updates E at each window the step's requests ran (at ``record.chunk`` for all of them when the record
+        has no windows), and the surprise over those with a mature estimate."""
+        if record.windows:
+            windows = np.clip(np.asarray(record.windows), 1, len(self.candidates))
+            sizes = np.unique(windows)
+            groups = [(int(w), int(np.sum(windows == w)),
+                       float(np.sum(np.asarray(record.commits)[windows == w]))) for w in sizes]
+            full = 1.0  # the windows say how much each request was fed
+        else:
+            groups = [(record.chunk, record.batch, float(record.committed_tokens))]
             full = min((record.fed_tokens - record.prefill_tokens) / (record.batch * record.chunk), 1.0)
+        n = self.requests()
+        share = switch_share(record.chunk, self._previous_chunk)
+        self._previous_chunk = record.chunk
+        mature = [(w, count, committed) for w, count, committed in groups
+                  if n[w - 1] * FAST_ALPHA >= 1.0 and self.estimate[w - 1] > 0]
+        if mature:
+            observed = sum(committed for _, _, committed in mature)
+            expected = sum(count * self.estimate[w - 1] for w, count, _ in mature)
+            b = sum(count for _, count, _ in mature)
             weight = min(1.0 - (1.0 - FAST_ALPHA) ** b, MAX_SURPRISE_STEP_WEIGHT) * max(full, 0.0)
-            self.surprise += weight * (value / self.estimate[i] - self.surprise)
-            if abs(self.surprise - 1.0) > self.drift:  # acceptance shifted: forget every other c
+            self.surprise += weight * (observed / expected - self.surprise)
+            if abs(self.surprise - 1.0) > self.drift:  # acceptance shifted: forget every other estimate
                 self.count[:], self.surprise = 0.0, 1.0
-                n = min(n, 1.0 / FAST_ALPHA)  # keep this one, but let it move fast
-        # A running mean while few requests are behind the estimate, an EMA over requests after that.
-        step_weight = min(1.0 - (1.0 - self.ema_alpha) ** b, MAX_STEP_WEIGHT)
-        weight = max(step_weight, b / (n + b))
-        self.estimate[i] += weight * (value - self.estimate[i])
-        self.count[i] = 1.0 / ((1.0 - weight) ** 2 / n + weight**2 / b) if n > 0 else b  # inverse variance
-        self.seen[i] = self.steps
+                ran = [w - 1 for w, _, _ in groups]  # keep these, but let them move fast
+                kept = np.minimum(n[ran], 1.0 / FAST_ALPHA)
+                n = np.zeros_like(n)
+                n[ran] = kept
+        for w, count, committed in groups:
+            i = w - 1
+            # A running mean while few requests are behind the estimate, an EMA over requests after that.
+            b = count * (share if n[i] <= 0 else 1.0)  # requests' worth
+            step_weight = min(1.0 - (1.0 - self.ema_alpha) ** b, MAX_STEP_WEIGHT)
+            weight = max(step_weight, b / (n[i] + b))
+            self.estimate[i] += weight * (committed / count - self.estimate[i])
+            self.count[i] = 1.0 / ((1.0 - weight) ** 2 / n[i] + weight**2 / b) if n[i] > 0 else b  # inverse variance
+            self.seen[i] = self.steps
 
     def can_admit(self, running: int) -> bool:
         """False only when an SLO is set and, by what is known, no c keeps it with ``running + 1`` requests."""

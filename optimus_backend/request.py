@@ -30,6 +30,7 @@ class StepPlan:
     fed_end: int
     scored: tuple[int, ...]  # target positions to score; row of p is p - shift - fed_start
     cache_end: int  # KV of [fed_start, cache_end) is written from this step's forward
+    window: int = 0  # decode positions fed past the uncached prompt tail: min(c, the room before the block's end)
 
     @property
     def fed_len(self) -> int:
@@ -140,7 +141,7 @@ class Request:
             run_end += 1
         cache_end = run_end - 1 if self.shift and run_end < fed_end else run_end
         scored = self._scorable(range(target_start, target_end), first_mask, out_block)
-        return StepPlan(StepKind.DECODE, start, fed_end, scored, cache_end)
+        return StepPlan(StepKind.DECODE, start, fed_end, scored, cache_end, target_end - target_start - tail)
 
     def _plan_block(self, chunk: int) -> StepPlan:
         block = (self.cached_len + self.shift) // self.block_size
@@ -150,7 +151,8 @@ class Request:
             return StepPlan(StepKind.CLEAN, self.cached_len, block_end - self.shift, (), block_end - self.shift)
         masks = self._scorable(range(block_start, block_end), block_start, out_block=False)
         target_end = block_end if chunk >= len(masks) else masks[chunk - 1] + 1
-        return StepPlan(StepKind.DECODE, self.cached_len, target_end - self.shift, masks[:chunk], self.cached_len)
+        return StepPlan(StepKind.DECODE, self.cached_len, target_end - self.shift, masks[:chunk], self.cached_len,
+                        len(masks[:chunk]))
 
     def apply(self, plan: StepPlan, commits: dict[int, int]) -> None:
         """Records this step's commits and KV writes, then checks EOS / length."""

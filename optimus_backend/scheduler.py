@@ -54,9 +54,15 @@ class Scheduler:
         decoding = [r for r in self.running if r.prefilled]
         frames: dict[str, tuple[int, int, int]] = {}  # the decoding windows' frames, if the controller asked
         chunk = self.controller.choose(max(len(decoding), 1),
-                                       step_tokens=self._step_tokens(decoding, prefilling, frames))
+                                       step_tokens=self._step_tokens(decoding, prefilling, frames),
+                                       spares=self._spares(decoding, frames))
         return chunk, [(r, r.plan(chunk, self.prefix_reuse, self.out_block, frames.get(r.request_id)))
                        for r in self.running]
+
+    def _frames(self, decoding: list[Request], frames: dict[str, tuple[int, int, int]]) -> None:
+        """Fills ``frames`` with the decoding windows' frames (first MASK, tail, room) once, for the plans too."""
+        if not frames:
+            frames.update((r.request_id, r.frame(self.out_block)) for r in decoding)
 
     def _step_tokens(self, decoding: list[Request], prefilling: list[Request],
                      frames: dict[str, tuple[int, int, int]]) -> Callable[[np.ndarray], np.ndarray]:
@@ -66,7 +72,7 @@ class Scheduler:
 
         def step_tokens(chunks: np.ndarray) -> np.ndarray:
             if self.prefix_reuse and decoding:
-                frames.update((r.request_id, r.frame(self.out_block)) for r in decoding)
+                self._frames(decoding, frames)
                 fed = fed_tokens(list(frames.values()), chunks)
             else:
                 fed = max(len(decoding), 1) * chunks
@@ -76,6 +82,19 @@ class Scheduler:
             return self.padded_tokens(requests, fed + prefill) - prefill
 
         return step_tokens
+
+    def _spares(self, decoding: list[Request], frames: dict[str, tuple[int, int, int]]
+                ) -> Callable[[], list[int] | None]:
+        """Each decoding request's room for a window past its uncached prompt tail (chunk c feeds min(c, spare)
+        of it), computed only if the controller asks; None without prefix reuse (a BD window is its block)."""
+
+        def spares() -> list[int] | None:
+            if not (self.prefix_reuse and decoding):
+                return None
+            self._frames(decoding, frames)
+            return [room - tail for _, tail, room in frames.values()]
+
+        return spares
 
     def remove(self, request: Request) -> None:
         """Drops a finished or aborted request and frees its pages."""

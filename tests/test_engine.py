@@ -39,7 +39,7 @@ class ScriptedController(ChunkController):
         self.chunks = chunks
         self.step = 0
 
-    def choose(self, batch: int, prefix=None, step_tokens=None) -> int:
+    def choose(self, batch: int, prefix=None, step_tokens=None, spares=None) -> int:
         return self.chunks[min(self.step, len(self.chunks) - 1)]
 
     def observe(self, record) -> None:
