@@ -1,8 +1,10 @@
 """Discrete-event load simulator: replays a cost model T(b, c) and acceptance statistics under a request load.
 
-Each simulated step takes T(b, c) from the cost model (plus prefill of the prompts admitted this step and, if set,
-host time per step and per request), and each decoding request commits a number of tokens drawn from the
-acceptance distribution at c; a request admitted in a step only prefills there, as in the engine. Policies:
+Each simulated step takes T(b, c) from the cost model at the step's mean window (plus prefill of the prompts admitted
+this step and, if set, host time per step and per request), and each decoding request commits a number of tokens
+drawn from the acceptance distribution at its window: min(c, its room left in the current block), as the engine's
+windows end at the block's end (BD and AR excepted); a request admitted in a step only prefills there, as in the
+engine. Policies:
 ``elastic`` (the ElasticController), ``chunk:c`` (fixed c with prefix-KV reuse), ``bd`` (c = B without reuse: feeds
 the whole block and spends one extra clean pass per finished block) and ``ar`` (c = 1, one token per step).
 Arrivals are Poisson with a rate that follows a schedule (steady, steps, ramps), or come from a closed loop of
@@ -22,6 +24,7 @@ from .acceptance import AcceptanceStats
 from .config import PROJECT_ROOT, DecodingMode, EngineConfig
 from .controller import StepRecord, controller_for
 from .cost_model import CostModel
+from .scheduler import fed_tokens
 
 
 USERS_PREFIX = "users:"
@@ -109,6 +112,7 @@ class _Request:
     output_len: int
     done: int = 0
     block_done: int = 0  # BD: tokens committed in the current block
+    room: int = 0  # chunk and elastic: positions left before the current block's end (0: not decoding yet)
     clean_pass: bool = False  # BD: the next step is this request's clean pass
     first_token: float | None = None
     finish: float | None = None
@@ -135,6 +139,15 @@ def _commit(request: _Request, drawn: int, bd_block: int | None) -> int:
     k = min(drawn, request.output_len - request.done)
     request.done += k
     return k
+
+
+def _draws(acceptance: AcceptanceStats, windows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Committed tokens of each request, drawn at its own window."""
+    draws = np.zeros(len(windows), int)
+    for window in np.unique(windows):
+        at = windows == window
+        draws[at] = acceptance.sample(int(window), int(at.sum()), rng)
+    return draws
 
 
 def simulate(policy: str, cost: CostModel, acceptance: AcceptanceStats, schedule: LoadSchedule, cfg: SimConfig,
@@ -178,24 +191,35 @@ def simulate(policy: str, cost: CostModel, acceptance: AcceptanceStats, schedule
             continue
         decoding = running[:len(running) - admitted]  # as in the engine, a request only prefills in its first step
         b = len(decoding)
-        chunk = controller.choose(b)
-        draws = np.ones(b, int) if mode.kind == "ar" else acceptance.sample(chunk, b, rng)
-        committed = 0
+        windowed = mode.kind not in ("ar", "bd")  # windows cut at the block's end, as the engine's prefix reuse
+        rooms = [r.room for r in decoding]
+        if windowed:
+            chunk = controller.choose(b, step_tokens=lambda chunks: fed_tokens([(0, 0, r) for r in rooms], chunks),
+                                      spares=lambda: rooms)
+        else:
+            chunk = controller.choose(b)
+        windows = np.minimum(chunk, rooms) if windowed else np.full(b, chunk)
+        draws = np.ones(b, int) if mode.kind == "ar" else _draws(acceptance, windows, rng)
+        commits = []
         prefill_tokens = cfg.prompt_len * admitted
-        decode_ms = truth.predict(b, chunk) * float(np.exp(rng.normal(0.0, cfg.time_noise))) if b else 0.0
+        decode_ms = truth.predict(b, windows.mean()) * float(np.exp(rng.normal(0.0, cfg.time_noise))) if b else 0.0
         step_ms = decode_ms + truth.token_ms() * prefill_tokens + cfg.host_ms[0] + cfg.host_ms[1] * b
         now += step_ms / 1e3
         for request, drawn in zip(decoding, draws):
             k = _commit(request, int(drawn), block if mode.kind == "bd" else None)
-            committed += k
+            commits.append(k)
+            request.room = request.room - k if request.room > k else block
             if k and request.first_token is None:
                 request.first_token = now
             if request.done == request.output_len:
                 request.finish = now
+        for request in running[len(running) - admitted:]:  # its first block starts after the prompt
+            request.room = block - cfg.prompt_len % block
         running = [r for r in running if r.finish is None]
-        controller.observe(StepRecord(len(result.steps), b, chunk, b * chunk, committed, step_ms,
-                                      prefill_tokens=prefill_tokens))
-        result.steps.append((now, b, chunk, committed))
+        per_request = (tuple(windows.tolist()), tuple(commits)) if windowed else ((), ())
+        controller.observe(StepRecord(len(result.steps), b, chunk, int(windows.sum()), sum(commits), step_ms,
+                                      prefill_tokens=prefill_tokens, windows=per_request[0], commits=per_request[1]))
+        result.steps.append((now, b, chunk, sum(commits)))
     return result
 
 

@@ -561,3 +561,14 @@ def test_windows_cut_by_the_rooms_credit_their_own_size(cost):
     assert controller.choose(4, step_tokens=lambda cs: np.minimum(cs[:, None], rooms).sum(1)) == B  # rooms unknown
     assert controller.choose(4, step_tokens=lambda cs: np.minimum(cs[:, None], rooms).sum(1),
                              spares=lambda: rooms.tolist()) <= 8
+
+
+def test_window_mean_prices_each_requests_room(cost):
+    """Chunk c gives a request min(c, its spare room) positions: the mean of E over the step's requests at those
+    windows, checked against the sum written out."""
+    controller = ElasticController(cost, B)
+    values = saturating(6.0, 12.0)
+    spares = np.random.default_rng(0).integers(1, B + 1, 23).tolist()
+    by_hand = [np.mean([values[min(c, spare) - 1] for spare in spares]) for c in CHUNKS]
+    assert controller.window_mean(values, spares) == pytest.approx(by_hand)
+    assert controller.window_mean(values, None) is values

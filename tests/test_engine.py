@@ -520,3 +520,26 @@ def test_upload_fields_start_aligned_and_do_not_overlap():
         starts = aligned_starts(sizes)
         assert all(start % 2 == 0 for start in starts)  # int64 elements: 16-byte aligned
         assert all(starts[i] + sizes[i] <= starts[i + 1] <= starts[i] + sizes[i] + 1 for i in range(len(sizes)))
+
+
+@pytest.mark.parametrize("shift,out_block", [(0, False), (1, False), (0, True)])
+def test_spare_room_predicts_every_chunks_window(shift, out_block):
+    """The spare room the controller prices windows by (room less the uncached prompt tail, as the scheduler gives
+    it) is, for every c, the window the plan really feeds: min(c, spare), through random commits (out of order too,
+    at least one a step, as every rule commits), prompt tails and block ends."""
+    from optimus_backend.request import Request
+
+    rng = np.random.default_rng(shift)
+    for trial in range(30):
+        block = int(rng.choice([4, 8, 16]))
+        request = Request(f"r{trial}", list(range(1, int(rng.integers(3, 20)))), SamplingParams(max_tokens=40),
+                          block, mask_id=0, shift=shift)
+        request.cached_len, request.steps = request.prefill_end(), 1
+        while not request.finished:
+            frame = request.frame(out_block)
+            _, tail, room = frame
+            plans = [request.plan(c, True, out_block, frame) for c in range(1, 2 * block + 1)]
+            assert [p.window for p in plans] == [min(c, room - tail) for c in range(1, 2 * block + 1)]
+            plan = plans[int(rng.integers(0, len(plans)))]
+            picked = [p for p in plan.scored if rng.random() < 0.4] or list(plan.scored[-1:])  # a step commits one
+            request.apply(plan, {p: 5 for p in picked})
