@@ -1,9 +1,19 @@
 """Which chunk size c (positions fed per request) each step uses: fixed, or elastic (saturation-aware).
 
-The elastic rule, every step at batch b: c* = argmax_c b*E[c]/T(b, c), committed tokens per second, where T comes
-from the profiled cost model and E[c] (committed tokens per request per step at chunk c) is learned online:
+The elastic rule, every step at batch b: c* = argmax_c sum_i E[w_i(c)]/T(b, c), committed tokens per second, where T
+comes from the profiled cost model, w_i(c) = min(c, spare_i) is the window chunk c gives request i (its window ends at
+its block's end: spare_i is its room left there), and E[w] (committed tokens per request per step with a window of w
+positions) is learned online from each request's own window and commits:
 
-- E[c] is a moving average per c that counts requests, not steps (a step of b requests weighs like b
+- Learned per c instead, E[large c] came from the steps where the rooms were short (a large c costs no more there,
+  so it was chosen then) and came out low: on an H200 at 4 users, 3.1 tokens for c = 32 inside elastic against 4.07
+  in a chunk:32 run, and elastic kept c near 16 where 28-32 was best. A c past every request's room runs the same
+  step as the longest room, so it is not chosen (its step-time factor would be learned from another c's steps).
+  Without rooms (a caller that gives none) every window is c. Windows counted from the first MASK instead (the
+  positions before it are committed, fed only to be cached) were tried and dropped: that lead is what the step
+  before committed, so a large c makes the next lead large and a small c look empty, and the controller stuck at
+  c = 12-18 at 64 users where chunk:8 was best (docs/CONTROLLER.md).
+- E[w] is a moving average per w that counts requests, not steps (a step of b requests weighs like b
   observations, capped so that one step never dominates): a running mean while few requests are behind it, an
   exponential moving average after that. Each estimate carries the requests' worth of information behind it (its
   inverse variance), which halves every ``half_life`` steps that c is not observed: an old estimate keeps its value
@@ -22,9 +32,9 @@ from the profiled cost model and E[c] (committed tokens per request per step at 
   biased, the more so the larger the switch. Counted in full, it would give a c tried once a narrow bound around a
   wrong value, and that c would not be tried again.
 - The surprise, a fast moving average of observed / estimated E over the steps (whatever their c), detects a
-  shift in acceptance: when it leaves 1 by more than ``drift``, every other estimate is forgotten. A step counts in
-  it by the share of b * c decode tokens it fed: windows cut short (the last steps of a draining load) commit less
-  without any shift.
+  shift in acceptance: when it leaves 1 by more than ``drift``, every other estimate is forgotten. A step without
+  windows counts in it by the share of b * c decode tokens it fed: windows cut short (the last steps of a draining
+  load) commit less without any shift.
 - T(b, c) is the profile at the tokens the step really runs (a c that leaves a CUDA graph bucket part empty pays
   for all of it, so c that fill a bucket win), times that c's measured / profiled step time over the steps without
   prefill (a step's prefill is paid whichever c runs, so it is kept out): a running mean over the c's first steps,

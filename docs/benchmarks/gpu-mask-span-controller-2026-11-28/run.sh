@@ -2,6 +2,7 @@
 # The 8B near-tie and saturating loads (4, 16 and 64 users, 10 s each) on one H200 after the elastic controller
 # learned acceptance per window from the first MASK (clip(c - lead, 0, span)): elastic, chunk:16 and chunk:8, the
 # best fixed chunks there in the earlier runs. Installs the 8B profile measured on this tree's step code at 08:26.
+# That controller was tried and not kept (docs/CONTROLLER.md, "Learning per window"); it was never committed.
 set -uo pipefail
 root=$PWD
 export OMP_NUM_THREADS=8 PYTHONUNBUFFERED=1 PYTHONPATH=$root
