@@ -109,7 +109,7 @@ class StepRecord:
     predicted_ms: float | None = None  # None: filled in by the controller from its own prediction
     profiled_ms: float | None = None  # the profile's T for the choice (elastic); None: as for predicted_ms
     prefill_tokens: int = 0  # prompt tokens prefilled in the same step (not part of ``batch``)
-    windows: tuple[int, ...] = ()  # each decoding request's window (``StepPlan.window``); () : all ``chunk``
+    windows: tuple[int, ...] = ()  # each decoding request's window (``StepPlan.window``); (): every one ``chunk``
     commits: tuple[int, ...] = ()  # the tokens each of them committed, with ``windows``
 
 
@@ -325,13 +325,13 @@ class ElasticController(ChunkController):
         batch = max(batch, 1)
         profiled = self.step_profile(batch, prefix, step_tokens)
         upper, lower = self.decision_bounds()
-        windows = None if spares is None else spares()
-        rate = self.window_mean(upper, windows) / (self.decision_factors(batch) * profiled)  # per request per ms
-        if windows:  # a c past every request's room runs the same step as the longest room: that c names it
-            rate = np.where(self.candidates <= max(max(windows), 1), rate, -np.inf)
+        rooms = None if spares is None else spares()
+        rate = self.window_mean(upper, rooms) / (self.decision_factors(batch) * profiled)  # per request per ms
+        if rooms:  # a c past every request's room runs the same step as the longest room: that c names it
+            rate = np.where(self.candidates <= max(rooms), rate, -np.inf)
         factors = self.time_factors(batch)
         if self.tpot_slo_ms is not None:  # exploration never gambles with the SLO
-            keeps = profiled * factors <= self.tpot_slo_ms * self.window_mean(lower, windows)
+            keeps = profiled * factors <= self.tpot_slo_ms * self.window_mean(lower, rooms)
             if keeps.any():
                 rate = np.where(keeps, rate, -np.inf)
         index = int(np.argmax(rate))
@@ -414,10 +414,10 @@ class ElasticController(ChunkController):
         """Updates E at each window the step's requests ran (at ``record.chunk`` for all of them when the record
         has no windows), and the surprise over those with a mature estimate."""
         if record.windows:
-            windows = np.clip(np.asarray(record.windows), 1, len(self.candidates))
-            sizes = np.unique(windows)
-            groups = [(int(w), int(np.sum(windows == w)),
-                       float(np.sum(np.asarray(record.commits)[windows == w]))) for w in sizes]
+            windows = np.clip(record.windows, 1, len(self.candidates))
+            counts = np.bincount(windows)
+            committed = np.bincount(windows, weights=record.commits)
+            groups = [(int(w), int(counts[w]), float(committed[w])) for w in np.flatnonzero(counts)]
             full = 1.0  # the windows say how much each request was fed
         else:
             groups = [(record.chunk, record.batch, float(record.committed_tokens))]
