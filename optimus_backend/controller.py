@@ -2,18 +2,19 @@
 
 The elastic rule, every step at batch b: c* = argmax_c sum_i E[w_i(c)]/T(b, c), committed tokens per second, where T
 comes from the profiled cost model, w_i(c) = min(c, spare_i) is the window chunk c gives request i (its window ends at
-its block's end: spare_i is its room left there), and E[w] (committed tokens per request per step with a window of w
-positions) is learned online from each request's own window and commits:
+its block's end: spare_i is its room left there), and E[w] (committed tokens per request per step with a whole
+window of w positions) is learned online from the requests whose window was whole:
 
-- Learned per c instead, E[large c] came from the steps where the rooms were short (a large c costs no more there,
-  so it was chosen then) and came out low: on an H200 at 4 users, 3.1 tokens for c = 32 inside elastic against 4.07
-  in a chunk:32 run, and elastic kept c near 16 where 28-32 was best. A c past every request's room runs the same
-  step as the longest room, so it is not chosen (its step-time factor would be learned from another c's steps).
-  Without rooms (a caller that gives none) every window is c. Windows counted from the first MASK instead (the
-  positions before it are committed, fed only to be cached) were tried and dropped: that lead is what the step
-  before committed, so a large c makes the next lead large and a small c look empty, and the controller stuck at
-  c = 12-18 at 64 users where chunk:8 was best (docs/CONTROLLER.md).
-- E[w] is a moving average per w that counts requests, not steps (a step of b requests weighs like b
+- Learned from every request of a step, E[large c] came from the steps where the rooms were short (a large c costs
+  no more there, so it was chosen then) and came out low: on an H200 at 4 users, 3.1 tokens for c = 32 inside
+  elastic against 4.07 in a chunk:32 run, and elastic kept c near 16 where 28-32 was best. A cut window is priced
+  at E[its window] but teaches nothing: what it commits depends on where its request stood, since a window's first
+  positions are those the step before committed, fed again to be cached. Learning E at every request's window
+  (cut ones included) or at the positions from the first MASK let a large c's regime teach low E at the small
+  windows and stick (at 64 users, c = 12-18 where chunk:8 was best: docs/CONTROLLER.md). A c past every request's
+  room runs the same step as the longest room, so it is not chosen (its step-time factor would be learned from
+  another c's steps). Without rooms (a caller that gives none) every window is c.
+- E[c] is a moving average per c that counts requests, not steps (a step of b requests weighs like b
   observations, capped so that one step never dominates): a running mean while few requests are behind it, an
   exponential moving average after that. Each estimate carries the requests' worth of information behind it (its
   inverse variance), which halves every ``half_life`` steps that c is not observed: an old estimate keeps its value
@@ -109,7 +110,7 @@ class StepRecord:
     predicted_ms: float | None = None  # None: filled in by the controller from its own prediction
     profiled_ms: float | None = None  # the profile's T for the choice (elastic); None: as for predicted_ms
     prefill_tokens: int = 0  # prompt tokens prefilled in the same step (not part of ``batch``)
-    windows: tuple[int, ...] = ()  # each decoding request's window (``StepPlan.window``); (): every one ``chunk``
+    windows: tuple[int, ...] = ()  # each decoding request's window (``StepPlan.window``); (): every one whole
     commits: tuple[int, ...] = ()  # the tokens each of them committed, with ``windows``
 
 
@@ -411,43 +412,34 @@ class ElasticController(ChunkController):
         self._observe_acceptance(record)
 
     def _observe_acceptance(self, record: StepRecord) -> None:
-        """Updates E at each window the step's requests ran (at ``record.chunk`` for all of them when the record
-        has no windows), and the surprise over those with a mature estimate."""
+        """Updates E[c] from the step's requests whose window was whole, c positions (one the room cut commits by
+        where its request stood, not by c), or from all of them when the record has no windows; and the surprise."""
         if record.windows:
-            windows = np.clip(record.windows, 1, len(self.candidates))
-            counts = np.bincount(windows)
-            committed = np.bincount(windows, weights=record.commits)
-            groups = [(int(w), int(counts[w]), float(committed[w])) for w in np.flatnonzero(counts)]
-            full = 1.0  # the windows say how much each request was fed
+            whole = [k for w, k in zip(record.windows, record.commits) if w >= record.chunk]
+            count, committed, full = len(whole), sum(whole), 1.0  # the windows say how much each request was fed
         else:
-            groups = [(record.chunk, record.batch, float(record.committed_tokens))]
+            count, committed = record.batch, record.committed_tokens
             full = min((record.fed_tokens - record.prefill_tokens) / (record.batch * record.chunk), 1.0)
-        n = self.requests()
         share = switch_share(record.chunk, self._previous_chunk)
         self._previous_chunk = record.chunk
-        mature = [(w, count, committed) for w, count, committed in groups
-                  if n[w - 1] * FAST_ALPHA >= 1.0 and self.estimate[w - 1] > 0]
-        if mature:
-            observed = sum(committed for _, _, committed in mature)
-            expected = sum(count * self.estimate[w - 1] for w, count, _ in mature)
-            b = sum(count for _, count, _ in mature)
+        if not count:
+            return
+        i = record.chunk - 1
+        n = self.requests()[i]
+        value = committed / count
+        b = count * (share if n <= 0 else 1.0)  # requests' worth
+        if n * FAST_ALPHA >= 1.0 and self.estimate[i] > 0:
             weight = min(1.0 - (1.0 - FAST_ALPHA) ** b, MAX_SURPRISE_STEP_WEIGHT) * max(full, 0.0)
-            self.surprise += weight * (observed / expected - self.surprise)
-            if abs(self.surprise - 1.0) > self.drift:  # acceptance shifted: forget every other estimate
+            self.surprise += weight * (value / self.estimate[i] - self.surprise)
+            if abs(self.surprise - 1.0) > self.drift:  # acceptance shifted: forget every other c
                 self.count[:], self.surprise = 0.0, 1.0
-                ran = [w - 1 for w, _, _ in groups]  # keep these, but let them move fast
-                kept = np.minimum(n[ran], 1.0 / FAST_ALPHA)
-                n = np.zeros_like(n)
-                n[ran] = kept
-        for w, count, committed in groups:
-            i = w - 1
-            # A running mean while few requests are behind the estimate, an EMA over requests after that.
-            b = count * (share if n[i] <= 0 else 1.0)  # requests' worth
-            step_weight = min(1.0 - (1.0 - self.ema_alpha) ** b, MAX_STEP_WEIGHT)
-            weight = max(step_weight, b / (n[i] + b))
-            self.estimate[i] += weight * (committed / count - self.estimate[i])
-            self.count[i] = 1.0 / ((1.0 - weight) ** 2 / n[i] + weight**2 / b) if n[i] > 0 else b  # inverse variance
-            self.seen[i] = self.steps
+                n = min(n, 1.0 / FAST_ALPHA)  # keep this one, but let it move fast
+        # A running mean while few requests are behind the estimate, an EMA over requests after that.
+        step_weight = min(1.0 - (1.0 - self.ema_alpha) ** b, MAX_STEP_WEIGHT)
+        weight = max(step_weight, b / (n + b))
+        self.estimate[i] += weight * (value - self.estimate[i])
+        self.count[i] = 1.0 / ((1.0 - weight) ** 2 / n + weight**2 / b) if n > 0 else b  # inverse variance
+        self.seen[i] = self.steps
 
     def can_admit(self, running: int) -> bool:
         """False only when an SLO is set and, by what is known, no c keeps it with ``running + 1`` requests."""
