@@ -9,3 +9,8 @@
 P=docs/benchmarks/h200-2254-8b-tile-splits-ab/gpu1/profile.json
 OMP_NUM_THREADS=1 PYTHONPATH=scripts python scripts/users_check.py --mode elastic --profile $P \
   --users "users:4@1,4@4,6@16,10@64,10@128" > docs/benchmarks/cpu-priced-window-2026-11-28/elastic_whole_windows.log
+# 11:25-11:53 UTC: the same for the 1.7B profile of an H200 (2026-11-27 22:45), elastic with whole windows
+# (qwen3-1.7b_elastic_whole_windows.log); the controller before is ../cpu-priced-concurrency-2026-11-28/qwen3-1.7b_elastic.log.
+P=docs/benchmarks/h200-2245-tile-splits-ab/gpu1/profile.json
+OMP_NUM_THREADS=1 PYTHONPATH=scripts python scripts/users_check.py --mode elastic --profile $P \
+  --users "users:4@1,4@4,6@16,10@64,10@128" > docs/benchmarks/cpu-priced-window-2026-11-28/qwen3-1.7b_elastic_whole_windows.log
