@@ -5,7 +5,7 @@ from __future__ import annotations
 import bisect
 import itertools
 from collections import deque
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -92,7 +92,7 @@ class Scheduler:
             if not (self.prefix_reuse and decoding):
                 return None
             self._frames(decoding, frames)
-            return [room - tail for _, tail, room in frames.values()]
+            return spare_rooms(frames.values())
 
         return spares
 
@@ -105,12 +105,18 @@ class Scheduler:
         self.kv.release(request.request_id)
 
 
+def spare_rooms(frames: Iterable[tuple[int, int, int]]) -> list[int]:
+    """Each window's room past its uncached prompt tail, from its frame (first MASK, tail, room), sorted: chunk c
+    feeds tail + min(c, spare) positions."""
+    return sorted(room - tail for _, tail, room in frames)
+
+
 def fed_tokens(frames: list[tuple[int, int, int]], chunks: np.ndarray) -> np.ndarray:
     """Tokens a step feeds for each chunk size: the sum over the requests' frames (first MASK, tail, room) of
     min(tail + c, room), from the sorted room left after each tail. Plain Python on purpose: numpy lets go of the
     GIL during an operation on more than a few hundred elements (a [requests, chunks] array), and when another
     thread is runnable then (one handling the last step's deltas), the engine thread waits for it."""
-    spare = sorted(room - tail for _, tail, room in frames)  # min(tail + c, room) = tail + min(c, spare)
+    spare = spare_rooms(frames)
     spare_sums = list(itertools.accumulate(spare, initial=0))
     tails, count = sum(tail for _, tail, _ in frames), len(spare)
     fed = []

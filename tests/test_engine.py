@@ -528,6 +528,7 @@ def test_spare_room_predicts_every_chunks_window(shift, out_block):
     it) is, for every c, the window the plan really feeds: min(c, spare), through random commits (out of order too,
     at least one a step, as every rule commits), prompt tails and block ends."""
     from optimus_backend.request import Request
+    from optimus_backend.scheduler import spare_rooms
 
     rng = np.random.default_rng(shift)
     for trial in range(30):
@@ -537,9 +538,9 @@ def test_spare_room_predicts_every_chunks_window(shift, out_block):
         request.cached_len, request.steps = request.prefill_end(), 1
         while not request.finished:
             frame = request.frame(out_block)
-            _, tail, room = frame
+            (spare,) = spare_rooms([frame])
             plans = [request.plan(c, True, out_block, frame) for c in range(1, 2 * block + 1)]
-            assert [p.window for p in plans] == [min(c, room - tail) for c in range(1, 2 * block + 1)]
+            assert [p.window for p in plans] == [min(c, spare) for c in range(1, 2 * block + 1)]
             plan = plans[int(rng.integers(0, len(plans)))]
             picked = [p for p in plan.scored if rng.random() < 0.4] or list(plan.scored[-1:])  # a step commits one
             request.apply(plan, {p: 5 for p in picked})
