@@ -66,11 +66,14 @@ window of w positions) is learned online from the requests whose window was whol
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
+import itertools
+import math
 import statistics
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -93,7 +96,7 @@ RATIO_BAND = 1.2  # a step's measured / profiled ratio counts as at most this fa
 RATIO_WINDOW = 9  # steps in that median
 PREFIX_BUCKET = 64  # step-time predictions are cached per batch and prefix bucket
 TABLES_KEPT = 512  # profile tables (T at every token count, a few thousand floats each) kept before a reset
-BATCH_RANGES = 10  # step-time factors are learned per batch range [2**k, 2**(k+1)), k < BATCH_RANGES (the last open)
+BATCH_RANGES = 10  # step-time factors are learned per batch range k < BATCH_RANGES (the last open): see batch_range
 Z_TIME = 0.5  # standard errors by which a c's step-time factor is lowered in decisions (optimism in T)
 
 
@@ -124,7 +127,7 @@ class ChunkController:
         self.last_profiled_ms: float | None = None
 
     def choose(self, batch: int, prefix: float | None = None,
-               step_tokens: Callable[[np.ndarray], np.ndarray] | None = None,
+               step_tokens: Callable[[Sequence[int]], Sequence[int]] | None = None,
                spares: Callable[[], list[int] | None] | None = None) -> int:
         """The chunk size for this step of ``batch`` decoding requests (``prefix``: their mean cached length;
         ``step_tokens``: the decode tokens the step really runs for each chunk size, default ``batch * c``;
@@ -160,7 +163,7 @@ class FixedController(ChunkController):
         self.chunk = chunk
 
     def choose(self, batch: int, prefix: float | None = None,
-               step_tokens: Callable[[np.ndarray], np.ndarray] | None = None,
+               step_tokens: Callable[[Sequence[int]], Sequence[int]] | None = None,
                spares: Callable[[], list[int] | None] | None = None) -> int:
         if self.cost_model is not None:
             self.last_predicted_ms = self.cost_model.predict(max(batch, 1), self.chunk, prefix)
@@ -176,6 +179,7 @@ class ElasticController(ChunkController):
         super().__init__(cost_model, history_len)
         self.candidates = np.arange(1, block_size + 1)
         self._chunk_values = self.candidates.astype(float)
+        self._chunk_list = self.candidates.tolist()
         self._neighbour_cache: dict[bytes, tuple[np.ndarray, ...]] = {}
         self.tpot_slo_ms = tpot_slo_ms
         self.ema_alpha, self.half_life, self.drift = ema_alpha, half_life, drift
@@ -202,10 +206,13 @@ class ElasticController(ChunkController):
         self._recent_deviations: deque[float] = deque(maxlen=RATIO_WINDOW)
         self.steps = 0
         self._previous_chunk: int | None = None  # the c of the last observed step
-        self._tables: dict[tuple[int, int | None], np.ndarray] = {}  # (batch, prefix bucket) -> T at 0, 1, ... tokens
+        # (batch, prefix bucket) -> T at 0, 1, ... tokens, as an array and as a list (the choice's lookups)
+        self._tables: dict[tuple[int, int | None], tuple[np.ndarray, list[float]]] = {}
         self._optimistic: dict[int, np.ndarray] = {}  # decision_factors() per batch range, as of _optimistic_step
+        self._optimistic_lists: dict[int, list[float]] = {}  # the same as lists
         self._optimistic_step = -1
         self._bounds: tuple[np.ndarray, np.ndarray] | None = None  # bounds() as of ``_bounds_step`` observed steps
+        self._bound_lists: tuple[list[float], list[float]] = ([], [])  # the same as lists
         self._bounds_step = -1
 
     def requests(self) -> np.ndarray:
@@ -262,31 +269,35 @@ class ElasticController(ChunkController):
         return np.maximum(optimistic, 1e-6), np.minimum(np.maximum(lower, low), optimistic)
 
     def profiled(self, batch: int, tokens: np.ndarray, prefix: float | None = None) -> np.ndarray:
-        """The profile's T for steps of ``batch`` requests running ``tokens`` (integer) decode tokens in all: a
-        lookup in a table of T at every token count, made once per batch and prefix bucket (evaluating the curve
-        every step was a third of the choice's host time, which the device waits for)."""
+        """The profile's T for steps of ``batch`` requests running ``tokens`` (integer) decode tokens in all."""
+        tokens = np.asarray(tokens)
+        return self._table(batch, prefix, int(np.max(tokens)))[0][tokens]
+
+    def _table(self, batch: int, prefix: float | None, tokens: int) -> tuple[np.ndarray, list[float]]:
+        """T at every token count up to at least ``tokens`` for steps of ``batch`` requests, as an array and a list:
+        made once per batch and prefix bucket (evaluating the curve every step was a third of the choice's host
+        time, which the device waits for)."""
         bucket = None if prefix is None else int(prefix) // PREFIX_BUCKET
         key = (batch, bucket)
         table = self._tables.get(key)
-        try:
-            return table[tokens]
-        except (TypeError, IndexError):  # no table yet (None), or one too short for these tokens
+        if table is None or len(table[1]) <= tokens:
             if len(self._tables) > TABLES_KEPT:
                 self._tables.clear()
             at = None if bucket is None else (bucket + 0.5) * PREFIX_BUCKET
-            size = max(int(np.max(tokens)), batch * len(self.candidates)) + 1
-            self._tables[key] = self.cost_model.chunk_curve(batch, at)(np.arange(size) / batch)
-            return self._tables[key][tokens]
+            size = max(tokens, batch * len(self.candidates)) + 1
+            values = self.cost_model.chunk_curve(batch, at)(np.arange(size) / batch)
+            table = self._tables[key] = values, values.tolist()
+        return table
 
     def step_profile(self, batch: int, prefix: float | None = None,
-                     step_tokens: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+                     step_tokens: Callable[[Sequence[int]], Sequence[int]] | None = None) -> np.ndarray:
         """The profile's T(batch, c) for every candidate at the tokens the step really runs (windows cut short feed
         less; a c that leaves a CUDA graph bucket part empty pays for all of it)."""
-        tokens = batch * self.candidates if step_tokens is None else step_tokens(self.candidates)
+        tokens = batch * self.candidates if step_tokens is None else np.asarray(step_tokens(self._chunk_list))
         return self.profiled(batch, np.maximum(tokens, 1), prefix)
 
     def step_times(self, batch: int, prefix: float | None = None,
-                   step_tokens: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   step_tokens: Callable[[Sequence[int]], Sequence[int]] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(predicted, profiled) T(batch, c) for every candidate: ``step_profile``, and it times each c's measured /
         profiled factor (``time_factors``)."""
         profiled = self.step_profile(batch, prefix, step_tokens)
@@ -294,8 +305,12 @@ class ElasticController(ChunkController):
 
     @staticmethod
     def batch_range(batch: int) -> int:
-        """The batch range whose step-time factors price a step of ``batch`` requests."""
-        return min(max(int(batch), 1).bit_length() - 1, BATCH_RANGES - 1)
+        """The batch range whose step-time factors price a step of ``batch`` requests: k for batches in
+        [2**(k - 1/2), 2**(k + 1/2)), centred on a power of two. A steady load runs at its user count (or the batch
+        limit) and a little under it while requests turn over, and those counts are often powers of two: with
+        ranges [2**k, 2**(k+1)) the steps at 64 users priced their c in two ranges, each learned from half of them,
+        and the choice flipped between c = 4 and 13 as the batch crossed 64 (H200, 2026-11-28)."""
+        return min(int(math.log2(max(int(batch), 1)) + 0.5), BATCH_RANGES - 1)
 
     def nearest_range_run(self, wanted: int) -> int:
         """The batch range nearest ``wanted`` where some c ran (``wanted`` itself before any ran)."""
@@ -321,42 +336,68 @@ class ElasticController(ChunkController):
         return self._factors[wanted]
 
     def choose(self, batch: int, prefix: float | None = None,
-               step_tokens: Callable[[np.ndarray], np.ndarray] | None = None,
+               step_tokens: Callable[[Sequence[int]], Sequence[int]] | None = None,
                spares: Callable[[], list[int] | None] | None = None) -> int:
-        batch = max(batch, 1)
-        profiled = self.step_profile(batch, prefix, step_tokens)
-        upper, lower = self.decision_bounds()
-        rooms = None if spares is None else spares()
-        rate = self.window_mean(upper, rooms) / (self.decision_factors(batch) * profiled)  # per request per ms
-        if rooms:  # a c past every request's room runs the same step as the longest room: that c names it
-            rate = np.where(self.candidates <= max(rooms), rate, -np.inf)
-        factors = self.time_factors(batch)
-        if self.tpot_slo_ms is not None:  # exploration never gambles with the SLO
-            keeps = profiled * factors <= self.tpot_slo_ms * self.window_mean(lower, rooms)
-            if keeps.any():
-                rate = np.where(keeps, rate, -np.inf)
-        index = int(np.argmax(rate))
-        self.last_profiled_ms = float(profiled[index])
-        self.last_predicted_ms = self.last_profiled_ms * float(factors[index])
-        return int(self.candidates[index])
+        rate, profiled = self._rates(max(batch, 1), prefix, step_tokens, spares)
+        index = max(range(len(rate)), key=rate.__getitem__)  # the first best, as argmax
+        self.last_profiled_ms = profiled[index]
+        self.last_predicted_ms = profiled[index] * float(self.time_factors(batch)[index])
+        return self._chunk_list[index]
 
-    def window_mean(self, values: np.ndarray, spares: list[int] | None) -> np.ndarray:
+    def rates(self, batch: int, prefix: float | None = None,
+              step_tokens: Callable[[Sequence[int]], Sequence[int]] | None = None,
+              spares: Callable[[], list[int] | None] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(decision rate of every c: optimistic committed tokens per request per ms, -inf where c is ruled out;
+        the profile's step time; the learned step-time factors) for the next step; ``choose`` takes the best c."""
+        rate, profiled = self._rates(max(batch, 1), prefix, step_tokens, spares)
+        return np.array(rate), np.array(profiled), self.time_factors(batch)
+
+    def _rates(self, batch: int, prefix: float | None, step_tokens: Callable[[Sequence[int]], Sequence[int]] | None,
+               spares: Callable[[], list[int] | None] | None) -> tuple[list[float], list[float]]:
+        """``rates``' first two as lists, in plain Python: the engine waits for the choice, and a numpy call lets go
+        of the GIL, so another thread (one sending the last step's deltas, a client's) could hold the engine up
+        (on 2 CPU cores with one busy thread beside it the numpy choice took 1.8x as long)."""
+        chunks = self._chunk_list
+        tokens = [batch * c for c in chunks] if step_tokens is None else step_tokens(chunks)
+        table = self._table(batch, prefix, int(max(tokens)))[1]
+        profiled = [table[max(int(t), 1)] for t in tokens]
+        self.decision_bounds()
+        upper, lower = self._bound_lists
+        rooms = None if spares is None else spares()
+        self.decision_factors(batch)
+        factors = self._optimistic_lists[self.batch_range(batch)]
+        rate = [e / (f * t) for e, f, t in zip(self.window_mean(upper, rooms), factors, profiled)]
+        if rooms:  # a c past every request's room runs the same step as the longest room: that c names it
+            longest = max(rooms)
+            rate = [r if c <= longest else -math.inf for c, r in zip(chunks, rate)]
+        if self.tpot_slo_ms is not None:  # exploration never gambles with the SLO
+            floors = self.window_mean(lower, rooms)
+            keeps = [t * f <= self.tpot_slo_ms * e
+                     for t, f, e in zip(profiled, self.time_factors(batch).tolist(), floors)]
+            if any(keeps):
+                rate = [r if keep else -math.inf for r, keep in zip(rate, keeps)]
+        return rate, profiled
+
+    def window_mean(self, values: Sequence[float], spares: list[int] | None) -> Sequence[float]:
         """For every c, the mean over the step's requests of ``values`` (E bounds, by window) at the window c gives
         each: min(c, its spare room); ``values`` itself when the spares are unknown (every window c)."""
         if not spares:
             return values
-        rooms = np.clip(np.sort(np.asarray(spares)), 1, len(self.candidates))
-        sums = np.concatenate(([0.0], np.cumsum(values[rooms - 1])))
-        cut = np.searchsorted(rooms, self.candidates)  # requests whose window is cut under c
-        return (sums[cut] + (len(rooms) - cut) * values) / len(rooms)
+        size = len(self._chunk_list)
+        rooms = sorted(min(max(int(spare), 1), size) for spare in spares)
+        sums = list(itertools.accumulate((values[room - 1] for room in rooms), initial=0.0))
+        count = len(rooms)
+        cuts = (bisect.bisect_left(rooms, c) for c in self._chunk_list)  # requests whose window is cut under c
+        return [(sums[cut] + (count - cut) * value) / count for cut, value in zip(cuts, values)]
 
     def decision_factors(self, batch: int) -> np.ndarray:
         """``optimistic_factors`` at ``batch`` requests, once per observed step and batch range."""
         if self._optimistic_step != self.steps:
-            self._optimistic, self._optimistic_step = {}, self.steps
+            self._optimistic, self._optimistic_lists, self._optimistic_step = {}, {}, self.steps
         wanted = self.batch_range(batch)
         if wanted not in self._optimistic:
             self._optimistic[wanted] = self.optimistic_factors(batch)
+            self._optimistic_lists[wanted] = self._optimistic[wanted].tolist()
         return self._optimistic[wanted]
 
     def optimistic_factors(self, batch: int) -> np.ndarray:
@@ -371,6 +412,7 @@ class ElasticController(ChunkController):
         """``bounds()``, computed once per observed step."""
         if self._bounds_step != self.steps:
             self._bounds, self._bounds_step = self.bounds(), self.steps
+            self._bound_lists = self._bounds[0].tolist(), self._bounds[1].tolist()
         return self._bounds
 
     def prepare(self) -> None:

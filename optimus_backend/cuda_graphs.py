@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
-import numpy as np
 import torch
 from torch import Tensor
 from tqdm import tqdm
@@ -48,14 +47,18 @@ class Buckets:
             return None
         return self.requests[b], self.tokens[t]
 
-    def padded(self, requests: int, tokens: np.ndarray) -> np.ndarray:
+    def padded(self, requests: int, tokens: Sequence[int]) -> list[int]:
         """Tokens that steps of ``requests`` requests and each of ``tokens`` tokens really run: their bucket's, or
-        their own where no bucket holds them (they run eagerly); ``key`` for many token counts at once."""
+        their own where no bucket holds them (they run eagerly); ``key`` for many token counts at once, in plain
+        Python (the engine waits for the choice that calls it, and numpy lets go of the GIL)."""
         if requests + 1 > self.requests[-1]:
-            return tokens
-        sizes = np.asarray(self.tokens)
-        t = np.searchsorted(sizes, tokens)
-        return np.where(t < len(sizes), sizes[np.minimum(t, len(sizes) - 1)], tokens)
+            return [int(t) for t in tokens]
+        sizes = self.tokens
+        padded = []
+        for t in tokens:
+            i = bisect.bisect_left(sizes, t)
+            padded.append(sizes[i] if i < len(sizes) else int(t))
+        return padded
 
 
 def graph_keys(buckets: Buckets, block_size: int, tile_rows: Callable[[int], int]) -> list[tuple[int, int, int]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -151,10 +152,10 @@ class StepRunner:
 
         return attend
 
-    def padded_tokens(self, requests: int, tokens: np.ndarray) -> np.ndarray:
+    def padded_tokens(self, requests: int, tokens: Sequence[int]) -> list[int]:
         """Tokens steps of ``requests`` requests and each of ``tokens`` tokens really run: their CUDA graph
         bucket's, or their own when they run eagerly."""
-        return tokens if self.graphs is None else self.graphs.buckets.padded(requests, tokens)
+        return list(tokens) if self.graphs is None else self.graphs.buckets.padded(requests, tokens)
 
     @torch.no_grad()
     def run(self, batch: list[tuple[Request, StepPlan]]) -> list[dict[int, int]]:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import bisect
 import itertools
 from collections import deque
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
-import numpy as np
 
 from .controller import ChunkController
 from .kv_cache import PagedKVCache
@@ -20,7 +19,7 @@ class Scheduler:
 
     def __init__(self, kv: PagedKVCache, controller: ChunkController, max_running: int,
                  prefix_reuse: bool, out_block: bool,
-                 padded_tokens: Callable[[int, np.ndarray], np.ndarray] | None = None):
+                 padded_tokens: Callable[[int, Sequence[int]], list[int]] | None = None):
         """``padded_tokens(requests, tokens)``: the tokens steps of each size really run (CUDA graph padding)."""
         self.kv = kv
         self.padded_tokens = padded_tokens
@@ -65,21 +64,21 @@ class Scheduler:
             frames.update((r.request_id, r.frame(self.out_block)) for r in decoding)
 
     def _step_tokens(self, decoding: list[Request], prefilling: list[Request],
-                     frames: dict[str, tuple[int, int, int]]) -> Callable[[np.ndarray], np.ndarray]:
+                     frames: dict[str, tuple[int, int, int]]) -> Callable[[Sequence[int]], list[int]]:
         """Decode tokens a step really runs for each chunk size (computed only if the controller asks, leaving
         the windows' frames in ``frames`` for the plans): windows cut at their block's end feed less than c, and
         the step runs its CUDA graph bucket's tokens."""
 
-        def step_tokens(chunks: np.ndarray) -> np.ndarray:
+        def step_tokens(chunks: Sequence[int]) -> list[int]:
             if self.prefix_reuse and decoding:
                 self._frames(decoding, frames)
                 fed = fed_tokens(list(frames.values()), chunks)
             else:
-                fed = max(len(decoding), 1) * chunks
+                fed = [max(len(decoding), 1) * c for c in chunks]
             if self.padded_tokens is None:
                 return fed
             prefill, requests = sum(r.prefill_end() for r in prefilling), len(self.running)
-            return self.padded_tokens(requests, fed + prefill) - prefill
+            return [t - prefill for t in self.padded_tokens(requests, [f + prefill for f in fed])]
 
         return step_tokens
 
@@ -111,7 +110,7 @@ def spare_rooms(frames: Iterable[tuple[int, int, int]]) -> list[int]:
     return sorted(room - tail for _, tail, room in frames)
 
 
-def fed_tokens(frames: list[tuple[int, int, int]], chunks: np.ndarray) -> np.ndarray:
+def fed_tokens(frames: list[tuple[int, int, int]], chunks: Sequence[int]) -> list[int]:
     """Tokens a step feeds for each chunk size: the sum over the requests' frames (first MASK, tail, room) of
     min(tail + c, room), from the sorted room left after each tail. Plain Python on purpose: numpy lets go of the
     GIL during an operation on more than a few hundred elements (a [requests, chunks] array), and when another
@@ -120,7 +119,7 @@ def fed_tokens(frames: list[tuple[int, int, int]], chunks: np.ndarray) -> np.nda
     spare_sums = list(itertools.accumulate(spare, initial=0))
     tails, count = sum(tail for _, tail, _ in frames), len(spare)
     fed = []
-    for c in chunks.tolist():
+    for c in chunks:
         below = bisect.bisect_left(spare, c)  # requests whose spare is under c
         fed.append(tails + spare_sums[below] + c * (count - below))
-    return np.array(fed)
+    return fed

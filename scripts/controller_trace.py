@@ -15,6 +15,8 @@ import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
+
 from loadtest import bench
 from loadtest.driver import run_load, run_point
 from loadtest.offline import measure_batch
@@ -69,27 +71,28 @@ def main() -> int:
 
 
 def watch(controller) -> list[dict]:
-    """Snapshots of an elastic controller's decision inputs every SNAPSHOT_STEPS observed steps (none for a fixed
-    one), taken at the observed step's batch."""
+    """Snapshots of an elastic controller's decision every SNAPSHOT_STEPS steps (none for a fixed one): the
+    step's batch, its requests' spare rooms, the optimistic and pessimistic E[c], the requests' worth behind each,
+    the learned and decision step-time factors, the profile's step time and the rate of each c, and the c chosen."""
     snapshots: list[dict] = []
-    if not hasattr(controller, "decision_value"):
+    if not hasattr(controller, "rates"):
         return snapshots
-    observe = controller.observe
+    choose = controller.choose
 
-    def observed(record) -> None:
-        observe(record)
-        if controller.steps % SNAPSHOT_STEPS == 0 and record.batch:
-            batch = record.batch
-            profiled = controller.step_profile(batch)
-            snapshots.append({"step": controller.steps, "batch": batch, "chunk": record.chunk,
-                              "optimistic_e": controller.decision_bounds()[0].tolist(),
-                              "requests": controller.requests().tolist(),
-                              "factors": controller.time_factors(batch).tolist(),
-                              "optimistic_factors": controller.optimistic_factors(batch).tolist(),
-                              "profiled_ms": profiled.tolist(),
-                              "rate": (controller.decision_value(batch) / profiled).tolist()})
+    def chosen(batch, prefix=None, step_tokens=None, spares=None) -> int:
+        chunk = choose(batch, prefix, step_tokens, spares)
+        if controller.steps % SNAPSHOT_STEPS == 0:
+            rooms = None if spares is None else spares()
+            rate, profiled, factors = controller.rates(batch, prefix, step_tokens, lambda: rooms)
+            upper, lower = controller.decision_bounds()
+            snapshots.append({"step": controller.steps, "batch": batch, "chunk": chunk, "rooms": rooms,
+                              "optimistic_e": upper.tolist(), "pessimistic_e": lower.tolist(),
+                              "requests": controller.requests().tolist(), "factors": factors.tolist(),
+                              "decision_factors": controller.decision_factors(batch).tolist(),
+                              "profiled_ms": profiled.tolist(), "rate": np.where(np.isfinite(rate), rate, 0).tolist()})
+        return chunk
 
-    controller.observe = observed
+    controller.choose = chosen
     return snapshots
 
 

@@ -161,7 +161,9 @@ def test_the_choice_fast_path_matches_the_rate_of_every_candidate(cost):
     """choose() reads the profile from a per-batch token table and divides precomputed optimistic E by it; that
     must price every token count as the profile's curve does, past b * B too (a CUDA graph bucket's padding), and
     pick the argmax of optimistic E / optimistic T (the profile times ``optimistic_factors``) whatever was learned
-    before, and report the plain prediction (``step_times``) for the c it picks."""
+    before, and report the plain prediction (``step_times``) for the c it picks. With the requests' rooms it
+    prices each c at the mean E of the windows it gives and never names a c past every room. The choice runs in
+    plain Python; the reference here is numpy."""
     rng = np.random.default_rng(3)
     controller = ElasticController(cost, B)
     for batch in (1, 7, 64):
@@ -170,16 +172,25 @@ def test_the_choice_fast_path_matches_the_rate_of_every_candidate(cost):
                                    rtol=1e-12)
     for step in range(200):
         batch = int(rng.integers(1, 200))
-        windows = np.sort(rng.integers(1, B + 1, size=batch))  # spare room of each request's window
-        step_tokens = lambda chunks: np.array([int(np.minimum(windows, c).sum()) for c in chunks])
-        chunk = controller.choose(batch, step_tokens=step_tokens)
+        rooms = rng.integers(1, B + 1, size=batch)  # spare room of each request's window
+        step_tokens = lambda chunks: np.array([int(np.minimum(rooms, c).sum()) for c in chunks])  # noqa: E731
+        spares = (lambda: rooms.tolist()) if step % 2 else None
+        chunk = controller.choose(batch, step_tokens=step_tokens, spares=spares)
         predicted, profiled = controller.step_times(batch, step_tokens=step_tokens)
-        rate = controller.decision_bounds()[0] / (profiled * controller.optimistic_factors(batch))
+        upper = controller.decision_bounds()[0]
+        windows = np.minimum(CHUNKS[:, None], rooms[None, :]) if spares else np.repeat(CHUNKS[:, None], batch, 1)
+        rate = upper[windows - 1].mean(axis=1) / (profiled * controller.optimistic_factors(batch))
+        if spares:
+            rate[CHUNKS > rooms.max()] = -np.inf
+        np.testing.assert_allclose(controller.rates(batch, step_tokens=step_tokens, spares=spares)[0], rate,
+                                   rtol=1e-12)
         assert rate[chunk - 1] == pytest.approx(rate.max(), rel=1e-12)
         assert controller.last_predicted_ms == pytest.approx(predicted[chunk - 1], rel=1e-12)
-        committed = int(batch * EASY[chunk - 1])
+        fed = np.minimum(chunk, rooms)
+        commits = np.minimum(np.round(EASY[fed - 1]), fed).astype(int)
         measured_ms = step_ms(batch, chunk) * rng.uniform(0.8, 1.5)  # step-time factors that differ by c and range
-        controller.observe(StepRecord(step, batch, chunk, batch * chunk, committed, measured_ms))
+        controller.observe(StepRecord(step, batch, chunk, int(fed.sum()), int(commits.sum()), measured_ms,
+                                      windows=tuple(fed.tolist()), commits=tuple(commits.tolist())))
 
 
 def test_prices_windows_cut_at_the_block_end(cost):
@@ -562,8 +573,9 @@ def test_only_whole_windows_teach_and_no_c_past_every_room_is_named(cost):
     for step in range(2, 200):
         controller.observe(StepRecord(step, 4, 8, 32, 14, 10.0, windows=(8,) * 4, commits=(4, 3, 4, 3)))
     rooms = np.array([8, 8, 6, 3])
-    assert controller.choose(4, step_tokens=lambda cs: np.minimum(cs[:, None], rooms).sum(1)) == B  # rooms unknown
-    assert controller.choose(4, step_tokens=lambda cs: np.minimum(cs[:, None], rooms).sum(1),
+    fed = lambda cs: np.minimum(np.asarray(cs)[:, None], rooms).sum(1)  # noqa: E731
+    assert controller.choose(4, step_tokens=fed) == B  # rooms unknown
+    assert controller.choose(4, step_tokens=fed,
                              spares=lambda: rooms.tolist()) <= 8
 
 
@@ -574,5 +586,5 @@ def test_window_mean_prices_each_requests_room(cost):
     values = saturating(6.0, 12.0)
     spares = np.random.default_rng(0).integers(1, B + 1, 23).tolist()
     by_hand = [np.mean([values[min(c, spare) - 1] for spare in spares]) for c in CHUNKS]
-    assert controller.window_mean(values, spares) == pytest.approx(by_hand)
+    assert list(controller.window_mean(values, spares)) == pytest.approx(by_hand)
     assert controller.window_mean(values, None) is values

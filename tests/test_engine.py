@@ -399,7 +399,7 @@ def test_fed_tokens_sums_every_window_for_every_chunk():
         rooms = tails + rng.integers(-3, 40, count)
         frames = [(0, int(t), int(r)) for t, r in zip(tails, rooms)]
         expected = np.minimum(tails[:, None] + chunks[None, :], rooms[:, None]).sum(axis=0)
-        assert fed_tokens(frames, chunks).tolist() == expected.tolist()
+        assert fed_tokens(frames, chunks.tolist()) == expected.tolist()
 
 
 @pytest.mark.parametrize("max_requests,max_tokens", [(128, 4096), (37, 1000), (256, 8192)])
@@ -411,7 +411,7 @@ def test_padded_tokens_agree_with_the_bucket_each_step_replays(max_requests, max
         tokens = np.concatenate([rng.integers(1, 2 * max_tokens, 200), np.array(buckets.tokens), [max_tokens + 1]])
         keys = [buckets.key(int(requests), int(t)) for t in tokens]
         expected = [t if key is None else key[1] for t, key in zip(tokens.tolist(), keys)]
-        assert buckets.padded(int(requests), tokens).tolist() == expected
+        assert buckets.padded(int(requests), tokens.tolist()) == expected
 
 
 @pytest.mark.parametrize("max_requests,max_tokens,block_size,group", [(128, 4096, 32, 2), (37, 1000, 4, 4),
