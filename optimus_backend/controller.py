@@ -66,12 +66,10 @@ window of w positions) is learned online from the requests whose window was whol
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
-import itertools
 import math
 import statistics
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -384,11 +382,14 @@ class ElasticController(ChunkController):
         if not spares:
             return values
         size = len(self._chunk_list)
-        rooms = sorted(min(max(int(spare), 1), size) for spare in spares)
-        sums = list(itertools.accumulate((values[room - 1] for room in rooms), initial=0.0))
-        count = len(rooms)
-        cuts = (bisect.bisect_left(rooms, c) for c in self._chunk_list)  # requests whose window is cut under c
-        return [(sums[cut] + (count - cut) * value) / count for cut, value in zip(cuts, values)]
+        at_room = [0] * (size + 1)  # requests whose window is cut at each room (a histogram: rooms are at most B)
+        for spare, requests in Counter(spares).items():
+            at_room[min(max(spare, 1), size)] += requests
+        count, means, cut, cut_sum = len(spares), [], 0, 0.0
+        for c, value in zip(self._chunk_list, values):  # cut: requests whose room is under c, cut_sum: their E
+            means.append((cut_sum + (count - cut) * value) / count)
+            cut, cut_sum = cut + at_room[c], cut_sum + at_room[c] * value
+        return means
 
     def decision_factors(self, batch: int) -> np.ndarray:
         """``optimistic_factors`` at ``batch`` requests, once per observed step and batch range."""
