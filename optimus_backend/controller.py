@@ -295,7 +295,8 @@ class ElasticController(ChunkController):
         return self.profiled(batch, np.maximum(tokens, 1), prefix)
 
     def step_times(self, batch: int, prefix: float | None = None,
-                   step_tokens: Callable[[Sequence[int]], Sequence[int]] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   step_tokens: Callable[[Sequence[int]], Sequence[int]] | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
         """(predicted, profiled) T(batch, c) for every candidate: ``step_profile``, and it times each c's measured /
         profiled factor (``time_factors``)."""
         profiled = self.step_profile(batch, prefix, step_tokens)
@@ -305,7 +306,7 @@ class ElasticController(ChunkController):
     def batch_range(batch: int) -> int:
         """The batch range whose step-time factors price a step of ``batch`` requests: k for [2**k, 2**(k+1)). (Ranges
         centred on powers of two, so that a steady load of 2**k users stays in one, did worse at 128 users on two
-        H200 hosts: docs/CONTROLLER.md, "Host time of the choice".)"""
+        H200 hosts: docs/CONTROLLER.md, "Whole windows on the GPU, and the host time of the choice".)"""
         return min(max(int(batch), 1).bit_length() - 1, BATCH_RANGES - 1)
 
     def nearest_range_run(self, wanted: int) -> int:

@@ -7,7 +7,6 @@ import itertools
 from collections import deque
 from typing import Callable, Iterable, Sequence
 
-
 from .controller import ChunkController
 from .kv_cache import PagedKVCache
 from .request import Request, StepPlan
