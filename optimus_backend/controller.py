@@ -207,10 +207,8 @@ class ElasticController(ChunkController):
         # (batch, prefix bucket) -> T at 0, 1, ... tokens, as an array and as a list (the choice's lookups)
         self._tables: dict[tuple[int, int | None], tuple[np.ndarray, list[float]]] = {}
         self._optimistic: dict[int, np.ndarray] = {}  # decision_factors() per batch range, as of _optimistic_step
-        self._optimistic_lists: dict[int, list[float]] = {}  # the same as lists
         self._optimistic_step = -1
         self._bounds: tuple[np.ndarray, np.ndarray] | None = None  # bounds() as of ``_bounds_step`` observed steps
-        self._bound_lists: tuple[list[float], list[float]] = ([], [])  # the same as lists
         self._bounds_step = -1
 
     def requests(self) -> np.ndarray:
@@ -359,11 +357,9 @@ class ElasticController(ChunkController):
         tokens = [batch * c for c in chunks] if step_tokens is None else step_tokens(chunks)
         table = self._table(batch, prefix, int(max(tokens)))[1]
         profiled = [table[max(int(t), 1)] for t in tokens]
-        self.decision_bounds()
-        upper, lower = self._bound_lists
+        upper, lower = (bound.tolist() for bound in self.decision_bounds())
         rooms = None if spares is None else spares()
-        self.decision_factors(batch)
-        factors = self._optimistic_lists[self.batch_range(batch)]
+        factors = self.decision_factors(batch).tolist()
         rate = [e / (f * t) for e, f, t in zip(self.window_mean(upper, rooms), factors, profiled)]
         if rooms:  # a c past every request's room runs the same step as the longest room: that c names it
             longest = max(rooms)
@@ -394,11 +390,10 @@ class ElasticController(ChunkController):
     def decision_factors(self, batch: int) -> np.ndarray:
         """``optimistic_factors`` at ``batch`` requests, once per observed step and batch range."""
         if self._optimistic_step != self.steps:
-            self._optimistic, self._optimistic_lists, self._optimistic_step = {}, {}, self.steps
+            self._optimistic, self._optimistic_step = {}, self.steps
         wanted = self.batch_range(batch)
         if wanted not in self._optimistic:
             self._optimistic[wanted] = self.optimistic_factors(batch)
-            self._optimistic_lists[wanted] = self._optimistic[wanted].tolist()
         return self._optimistic[wanted]
 
     def optimistic_factors(self, batch: int) -> np.ndarray:
@@ -413,7 +408,6 @@ class ElasticController(ChunkController):
         """``bounds()``, computed once per observed step."""
         if self._bounds_step != self.steps:
             self._bounds, self._bounds_step = self.bounds(), self.steps
-            self._bound_lists = self._bounds[0].tolist(), self._bounds[1].tolist()
         return self._bounds
 
     def prepare(self) -> None:
