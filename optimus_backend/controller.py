@@ -96,6 +96,7 @@ PREFIX_BUCKET = 64  # step-time predictions are cached per batch and prefix buck
 TABLES_KEPT = 512  # profile tables (T at every token count, a few thousand floats each) kept before a reset
 BATCH_RANGES = 10  # step-time factors are learned per batch range [2**k, 2**(k+1)), k < BATCH_RANGES (the last open)
 Z_TIME = 0.5  # standard errors by which a c's step-time factor is lowered in decisions (optimism in T)
+PREPARED_BATCHES = 8  # prepare() makes the choice's tables for batches this far from the last step's
 
 
 @dataclass(frozen=True)
@@ -196,7 +197,7 @@ class ElasticController(ChunkController):
         self._log_chunks = np.log(self._chunk_values)
         self._factors: dict[int, np.ndarray] = {}  # time_factors() per batch range as of ``_factors_step`` steps
         self._factors_step = -1
-        self._last_batch = 1  # the batch of the last observed step
+        self._last_batch = 1  # the batch of the last choice
         self._ranges_run: set[int] = set()  # batch ranges where some c ran
         # squared log deviations of a step's ratio from its c's factor: [first steps of a c in a range, later steps]
         # (less the median of the last steps' log deviations: an error common to every c does not change the choice)
@@ -280,7 +281,7 @@ class ElasticController(ChunkController):
             if len(self._tables) > TABLES_KEPT:
                 self._tables.clear()
             at = None if bucket is None else (bucket + 0.5) * PREFIX_BUCKET
-            size = max(tokens, batch * len(self.candidates)) + 1
+            size = max(tokens, batch * len(self.candidates) * 3 // 2) + 1  # room for CUDA graph padding (<= 1.5x)
             values = self.cost_model.chunk_curve(batch, at)(np.arange(size) / batch)
             table = self._tables[key] = values, values.tolist()
         return table
@@ -333,7 +334,8 @@ class ElasticController(ChunkController):
     def choose(self, batch: int, prefix: float | None = None,
                step_tokens: Callable[[Sequence[int]], Sequence[int]] | None = None,
                spares: Callable[[], list[int] | None] | None = None) -> int:
-        rate, profiled = self._rates(max(batch, 1), prefix, step_tokens, spares)
+        self._last_batch = batch = max(batch, 1)
+        rate, profiled = self._rates(batch, prefix, step_tokens, spares)
         index = max(range(len(rate)), key=rate.__getitem__)  # the first best, as argmax
         self.last_profiled_ms = profiled[index]
         self.last_predicted_ms = profiled[index] * float(self.time_factors(batch)[index])
@@ -411,8 +413,14 @@ class ElasticController(ChunkController):
         return self._bounds
 
     def prepare(self) -> None:
+        """The bounds, and the decision factors and profile tables of the batches near the last choice's (requests join
+        and leave: at 128 users a step's batch is 115-128, on both sides of a batch range's edge), so that the
+        choice, which the device waits for, finds them made."""
         self.decision_bounds()
-        self.decision_factors(self._last_batch)
+        last = self._last_batch
+        for batch in range(max(last - PREPARED_BATCHES, 1), last + PREPARED_BATCHES + 1):
+            self.decision_factors(batch)
+            self._table(batch, None, batch * len(self._chunk_list))
 
     def observe(self, record: StepRecord) -> None:
         record = self.completed(record)
@@ -445,7 +453,6 @@ class ElasticController(ChunkController):
             self.latency_steps[k, i] += 1
             self._ranges_run.add(k)
             self._factors_step = self._optimistic_step = -1
-        self._last_batch = record.batch
         self._observe_acceptance(record)
 
     def _observe_acceptance(self, record: StepRecord) -> None:

@@ -50,28 +50,22 @@ class Scheduler:
             return 0, []
         prefilling = [r for r in self.running if not r.prefilled]  # these only prefill this step
         decoding = [r for r in self.running if r.prefilled]
-        frames: dict[str, tuple[int, int, int]] = {}  # the decoding windows' frames, if the controller asked
+        windows = StepWindows(decoding, self.out_block) if self.prefix_reuse and decoding else None
         chunk = self.controller.choose(max(len(decoding), 1),
-                                       step_tokens=self._step_tokens(decoding, prefilling, frames),
-                                       spares=self._spares(decoding, frames))
+                                       step_tokens=self._step_tokens(decoding, prefilling, windows),
+                                       spares=windows.spares if windows is not None else lambda: None)
+        frames = windows.made() if windows is not None else {}  # the frames the choice made, for the plans
         return chunk, [(r, r.plan(chunk, self.prefix_reuse, self.out_block, frames.get(r.request_id)))
                        for r in self.running]
 
-    def _frames(self, decoding: list[Request], frames: dict[str, tuple[int, int, int]]) -> None:
-        """Fills ``frames`` with the decoding windows' frames (first MASK, tail, room) once, for the plans too."""
-        if not frames:
-            frames.update((r.request_id, r.frame(self.out_block)) for r in decoding)
-
-    def _step_tokens(self, decoding: list[Request], prefilling: list[Request],
-                     frames: dict[str, tuple[int, int, int]]) -> Callable[[Sequence[int]], list[int]]:
-        """Decode tokens a step really runs for each chunk size (computed only if the controller asks, leaving
-        the windows' frames in ``frames`` for the plans): windows cut at their block's end feed less than c, and
-        the step runs its CUDA graph bucket's tokens."""
+    def _step_tokens(self, decoding: list[Request], prefilling: list[Request], windows: "StepWindows | None"
+                     ) -> Callable[[Sequence[int]], list[int]]:
+        """Decode tokens a step really runs for each chunk size (computed only if the controller asks): windows
+        cut at their block's end feed less than c, and the step runs its CUDA graph bucket's tokens."""
 
         def step_tokens(chunks: Sequence[int]) -> list[int]:
-            if self.prefix_reuse and decoding:
-                self._frames(decoding, frames)
-                fed = fed_tokens(list(frames.values()), chunks)
+            if windows is not None:
+                fed = fed_tokens(windows.spares(), windows.tails(), chunks)
             else:
                 fed = [max(len(decoding), 1) * c for c in chunks]
             if self.padded_tokens is None:
@@ -80,19 +74,6 @@ class Scheduler:
             return [t - prefill for t in self.padded_tokens(requests, [f + prefill for f in fed])]
 
         return step_tokens
-
-    def _spares(self, decoding: list[Request], frames: dict[str, tuple[int, int, int]]
-                ) -> Callable[[], list[int] | None]:
-        """Each decoding request's room for a window past its uncached prompt tail (chunk c feeds min(c, spare)
-        of it), computed only if the controller asks; None without prefix reuse (a BD window is its block)."""
-
-        def spares() -> list[int] | None:
-            if not (self.prefix_reuse and decoding):
-                return None
-            self._frames(decoding, frames)
-            return spare_rooms(frames.values())
-
-        return spares
 
     def remove(self, request: Request) -> None:
         """Drops a finished or aborted request and frees its pages."""
@@ -103,22 +84,50 @@ class Scheduler:
         self.kv.release(request.request_id)
 
 
+class StepWindows:
+    """The decoding requests' window frames (first MASK, tail, room) of one step with prefix reuse, made once on
+    first use and shared by the controller's choice and the plans; and what the choice reads of them."""
+
+    def __init__(self, decoding: list[Request], out_block: bool):
+        self._decoding, self._out_block = decoding, out_block
+        self._frames: dict[str, tuple[int, int, int]] | None = None
+        self._spares: list[int] | None = None
+
+    def frames(self) -> dict[str, tuple[int, int, int]]:
+        if self._frames is None:
+            out_block = self._out_block
+            self._frames = {r.request_id: r.frame(out_block) for r in self._decoding}
+        return self._frames
+
+    def made(self) -> dict[str, tuple[int, int, int]]:
+        """The frames if something asked for them already, else none (each plan makes its own)."""
+        return self._frames or {}
+
+    def spares(self) -> list[int]:
+        """Each window's room past its uncached prompt tail, sorted (``spare_rooms``)."""
+        if self._spares is None:
+            self._spares = spare_rooms(self.frames().values())
+        return self._spares
+
+    def tails(self) -> int:
+        """The uncached prompt tails fed along with the windows, in all."""
+        return sum(tail for _, tail, _ in self.frames().values())
+
+
 def spare_rooms(frames: Iterable[tuple[int, int, int]]) -> list[int]:
     """Each window's room past its uncached prompt tail, from its frame (first MASK, tail, room), sorted: chunk c
     feeds tail + min(c, spare) positions."""
     return sorted(room - tail for _, tail, room in frames)
 
 
-def fed_tokens(frames: list[tuple[int, int, int]], chunks: Sequence[int]) -> list[int]:
-    """Tokens a step feeds for each chunk size: the sum over the requests' frames (first MASK, tail, room) of
-    min(tail + c, room), from the sorted room left after each tail. Plain Python on purpose: numpy lets go of the
-    GIL during an operation on more than a few hundred elements (a [requests, chunks] array), and when another
-    thread is runnable then (one handling the last step's deltas), the engine thread waits for it."""
-    spare = spare_rooms(frames)
-    spare_sums = list(itertools.accumulate(spare, initial=0))
-    tails, count = sum(tail for _, tail, _ in frames), len(spare)
-    fed = []
+def fed_tokens(spares: list[int], tails: int, chunks: Sequence[int]) -> list[int]:
+    """Tokens a step feeds for each chunk size: ``tails`` plus the sum over the windows of min(c, spare), from their
+    sorted ``spares`` (``spare_rooms``). Plain Python on purpose: numpy lets go of the GIL during an operation on
+    more than a few hundred elements (a [requests, chunks] array), and when another thread is runnable then (one
+    handling the last step's deltas), the engine thread waits for it."""
+    spare_sums = list(itertools.accumulate(spares, initial=0))
+    count, fed = len(spares), []
     for c in chunks:
-        below = bisect.bisect_left(spare, c)  # requests whose spare is under c
+        below = bisect.bisect_left(spares, c)  # requests whose spare is under c
         fed.append(tails + spare_sums[below] + c * (count - below))
     return fed

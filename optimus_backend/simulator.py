@@ -194,7 +194,7 @@ def simulate(policy: str, cost: CostModel, acceptance: AcceptanceStats, schedule
         windowed = mode.kind not in ("ar", "bd")  # windows cut at the block's end, as the engine's prefix reuse
         rooms = [r.room for r in decoding]
         if windowed:
-            chunk = controller.choose(b, step_tokens=lambda chunks: fed_tokens([(0, 0, r) for r in rooms], chunks),
+            chunk = controller.choose(b, step_tokens=lambda chunks: fed_tokens(sorted(rooms), 0, chunks),
                                       spares=lambda: rooms)
         else:
             chunk = controller.choose(b)

@@ -60,6 +60,7 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
     run_args = bench_args(args.shape, args.replay, 128, args.out)
     spec = shape_spec(args.shape, args.prompt_len, args.max_tokens, args.duration, 15.0, 50.0)
     prompts, params = spec.prompts, spec.params

@@ -588,3 +588,19 @@ def test_window_mean_prices_each_requests_room(cost):
     by_hand = [np.mean([values[min(c, spare) - 1] for spare in spares]) for c in CHUNKS]
     assert list(controller.window_mean(values, spares)) == pytest.approx(by_hand)
     assert controller.window_mean(values, None) is values
+
+
+def test_prepare_makes_what_the_choice_needs_at_batches_near_the_last_one(cost, monkeypatch):
+    """After prepare(), a choice at a batch near the last choice's (on either side of a batch range's edge, as
+    requests join and leave) computes no step-time factors and no profile table: the device would wait for them."""
+    controller, rng = ElasticController(cost, B), np.random.default_rng(5)
+    run(controller, 128, EASY, 40, rng)  # factors learned in the range of 128 requests
+    run(controller, 100, EASY, 40, rng, start=40)  # and in the range below it
+    controller.choose(128)
+    controller.prepare()
+    made = []
+    monkeypatch.setattr(controller, "optimistic_factors", lambda batch: made.append(batch))
+    monkeypatch.setattr(controller.cost_model, "chunk_curve", lambda batch, prefix: made.append(batch))
+    for batch in (120, 127, 128, 131):
+        controller.choose(batch, step_tokens=lambda chunks: [batch * c for c in chunks])
+    assert made == []

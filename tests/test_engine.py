@@ -390,7 +390,7 @@ def test_window_predicts_what_each_chunk_feeds(causal, out_block):
 def test_fed_tokens_sums_every_window_for_every_chunk():
     """The scheduler's fed tokens per chunk size (sorted spare room, no [requests, chunks] array) equal the sum of
     min(tail + c, room) over the requests, for random frames including rooms below the tail and repeated values."""
-    from optimus_backend.scheduler import fed_tokens
+    from optimus_backend.scheduler import fed_tokens, spare_rooms
 
     rng, chunks = np.random.default_rng(3), np.arange(1, 33)
     for _ in range(300):
@@ -399,7 +399,7 @@ def test_fed_tokens_sums_every_window_for_every_chunk():
         rooms = tails + rng.integers(-3, 40, count)
         frames = [(0, int(t), int(r)) for t, r in zip(tails, rooms)]
         expected = np.minimum(tails[:, None] + chunks[None, :], rooms[:, None]).sum(axis=0)
-        assert fed_tokens(frames, chunks.tolist()) == expected.tolist()
+        assert fed_tokens(spare_rooms(frames), int(tails.sum()), chunks.tolist()) == expected.tolist()
 
 
 @pytest.mark.parametrize("max_requests,max_tokens", [(128, 4096), (37, 1000), (256, 8192)])
