@@ -104,7 +104,7 @@ class StepRecord:
     """One engine step as the controller saw it."""
 
     step: int
-    batch: int
+    batch: int  # decoding requests, the choice's batch (not those that only prefill): its range learns the step time
     chunk: int
     fed_tokens: int
     committed_tokens: int
@@ -112,7 +112,7 @@ class StepRecord:
     predicted_ms: float | None = None  # None: filled in by the controller from its own prediction
     profiled_ms: float | None = None  # the profile's T for the choice (elastic); None: as for predicted_ms
     prefill_tokens: int = 0  # prompt tokens prefilled in the same step (not part of ``batch``)
-    windows: tuple[int, ...] = ()  # each decoding request's window (``StepPlan.window``); (): every one whole
+    windows: tuple[int, ...] | None = None  # each scored request's window (``StepPlan.window``); None: every one whole
     commits: tuple[int, ...] = ()  # the tokens each of them committed, with ``windows``
 
 
@@ -458,7 +458,7 @@ class ElasticController(ChunkController):
     def _observe_acceptance(self, record: StepRecord) -> None:
         """Updates E[c] from the step's requests whose window was whole, c positions (one the room cut commits by
         where its request stood, not by c), or from all of them when the record has no windows; and the surprise."""
-        if record.windows:
+        if record.windows is not None:
             whole = [k for w, k in zip(record.windows, record.commits) if w >= record.chunk]
             count, committed, full = len(whole), sum(whole), 1.0  # the windows say how much each request was fed
         else:

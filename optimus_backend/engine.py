@@ -296,7 +296,8 @@ class Engine:
             self._send_deltas()
         step_ms = (time.perf_counter() - start) * 1e3
         self._note_slow_step(step_ms, forward_ms, len(batch), chunk, fed, prefill)
-        self._unobserved = StepRecord(self.steps, len(scored), chunk, fed, committed, step_ms,
+        decoding = sum(plan.kind is not StepKind.PREFILL for _, plan in batch)
+        self._unobserved = StepRecord(self.steps, decoding, chunk, fed, committed, step_ms,
                                       predicted_ms=predicted_ms, profiled_ms=profiled_ms, prefill_tokens=prefill,
                                       windows=windows, commits=window_commits)
         if not self.overlap_host_work:

@@ -216,7 +216,7 @@ def simulate(policy: str, cost: CostModel, acceptance: AcceptanceStats, schedule
         for request in running[len(running) - admitted:]:  # its first block starts after the prompt
             request.room = block - cfg.prompt_len % block
         running = [r for r in running if r.finish is None]
-        per_request = (tuple(windows.tolist()), tuple(commits)) if windowed else ((), ())
+        per_request = (tuple(windows.tolist()), tuple(commits)) if windowed else (None, ())
         controller.observe(StepRecord(len(result.steps), b, chunk, int(windows.sum()), sum(commits), step_ms,
                                       prefill_tokens=prefill_tokens, windows=per_request[0], commits=per_request[1]))
         result.steps.append((now, b, chunk, sum(commits)))

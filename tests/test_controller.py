@@ -536,7 +536,7 @@ def block_phases(controller, batch: int, expected: np.ndarray, steps: int, rng, 
         mean = expected[fed - 1]
         commits = np.minimum(np.floor(mean) + (rng.random(batch) < mean - np.floor(mean)), fed).astype(int)
         ms = step_ms(batch, fed.sum() / batch)
-        per_request = (tuple(fed.tolist()), tuple(commits.tolist())) if windows else ((), ())
+        per_request = (tuple(fed.tolist()), tuple(commits.tolist())) if windows else (None, ())
         controller.observe(StepRecord(step, batch, chunk, int(fed.sum()), int(commits.sum()), ms,
                                       windows=per_request[0], commits=per_request[1]))
         if step >= steps // 5:

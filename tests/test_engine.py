@@ -17,6 +17,7 @@ from optimus_backend import engine as engine_module
 from optimus_backend.engine import Engine
 from optimus_backend.runner import aligned_starts
 from optimus_backend.reference import ReferenceDecoder
+from optimus_backend.request import StepKind
 from optimus_backend.tokenizer import Tokenizer
 
 PROMPTS = [
@@ -170,6 +171,30 @@ def test_abort_after_the_last_step_keeps_the_finished_result(tiny_checkpoint):
     text, final = handle.result()
     assert final.finish_reason == "length" and text == "".join(d.text for d in deltas)
     assert engine.stats()["total_aborted"] == 0 and engine.kv.pages_used == 0
+
+
+def test_a_step_record_counts_every_decoding_request_and_windows_only_scored_ones(tiny_checkpoint):
+    """The record's batch is the choice's batch, every request that decodes (one that only prefills is not in it, and
+    one whose window only caches tokens is), so step-time factors are learned in the batch range they price; its
+    windows are the scored requests' only, and a step with none scored teaches no acceptance."""
+    engine = make_engine(tiny_checkpoint, "chunk:2")
+    schedule, planned = engine.scheduler.schedule, []
+
+    def recording_schedule():
+        chunk, batch = schedule()
+        if batch:
+            plans = [plan for _, plan in batch]
+            planned.append((sum(p.kind is not StepKind.PREFILL for p in plans),
+                            tuple(p.window for p in plans if p.scored)))
+        return chunk, batch
+
+    engine.scheduler.schedule = recording_schedule
+    late: list = []
+    arrivals = {3: [(prompt, PARAMS, late) for prompt in PROMPTS[2:4]]}
+    run_to_end(engine, [engine.submit(prompt, PARAMS) for prompt in PROMPTS[:2]], arrivals)
+    history = list(engine.controller.history)
+    assert [(record.batch, record.windows) for record in history] == planned
+    assert any(len(record.windows) < record.batch for record in history)  # a window that only caches tokens
 
 
 def elastic_engine(checkpoint) -> Engine:

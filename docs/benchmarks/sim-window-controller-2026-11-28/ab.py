@@ -23,7 +23,7 @@ class PerChunk(ElasticController):
         return super().choose(batch, prefix, step_tokens)
 
     def observe(self, record):
-        super().observe(dataclasses.replace(record, windows=(), commits=()))
+        super().observe(dataclasses.replace(record, windows=None, commits=()))
 
 
 def throughput(policy: str, users: int, cost, acceptance, cfg, seeds: int = 3, seconds: float = 20.0) -> float:
