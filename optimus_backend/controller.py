@@ -112,7 +112,7 @@ class StepRecord:
     predicted_ms: float | None = None  # None: filled in by the controller from its own prediction
     profiled_ms: float | None = None  # the profile's T for the choice (elastic); None: as for predicted_ms
     prefill_tokens: int = 0  # prompt tokens prefilled in the same step (not part of ``batch``)
-    windows: tuple[int, ...] | None = None  # each decoding request's window (``StepPlan.window``); None: all whole
+    windows: tuple[int, ...] | None = None  # each scored request's window (``StepPlan.window``); None: every one whole
     commits: tuple[int, ...] = ()  # the tokens each of them committed, with ``windows``
 
 

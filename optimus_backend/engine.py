@@ -284,10 +284,8 @@ class Engine:
         fed = sum(plan.fed_len for _, plan in batch)
         prefill = sum(plan.fed_len for _, plan in batch if plan.kind is StepKind.PREFILL)
         committed = sum(len(c) for c in commits)
-        # every decoding request's window, those that only cache what the step before committed (nothing to score:
-        # at c = 1 about every other step of a request) too, so that E[c] is what a request commits at c
-        decoded = [(plan.window, len(c)) for (_, plan), c in zip(batch, commits) if plan.kind is not StepKind.PREFILL]
-        windows, window_commits = (tuple(v) for v in zip(*decoded)) if decoded else ((), ())
+        scored = [(plan.window, len(c)) for (_, plan), c in zip(batch, commits) if plan.scored]
+        windows, window_commits = (tuple(v) for v in zip(*scored)) if scored else ((), ())
         for (request, plan), request_commits in zip(batch, commits):
             if not request.finished:  # else a stop string ended it while this step ran: its commits are dropped
                 request.apply(plan, request_commits)
@@ -298,7 +296,8 @@ class Engine:
             self._send_deltas()
         step_ms = (time.perf_counter() - start) * 1e3
         self._note_slow_step(step_ms, forward_ms, len(batch), chunk, fed, prefill)
-        self._unobserved = StepRecord(self.steps, len(decoded), chunk, fed, committed, step_ms,
+        decoding = sum(plan.kind is not StepKind.PREFILL for _, plan in batch)
+        self._unobserved = StepRecord(self.steps, decoding, chunk, fed, committed, step_ms,
                                       predicted_ms=predicted_ms, profiled_ms=profiled_ms, prefill_tokens=prefill,
                                       windows=windows, commits=window_commits)
         if not self.overlap_host_work:
