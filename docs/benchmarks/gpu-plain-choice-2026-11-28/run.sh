@@ -3,8 +3,9 @@
 # (same decisions as 9613116 of ../gpu-whole-window-repeats-2026-11-28), on two H200s of one host. Each GPU runs
 # elastic and the fixed chunks 4, 8, 16 in one process (in opposite orders on the two GPUs); then GPU 0 runs elastic
 # again, and GPU 1 runs scripts/host_profile.py (elastic and chunk:4, 8B shape, 128 requests/s open loop) to show
-# where the engine thread's host time goes on this host.
-# Usage (device machine, repository root, $OUT set): [BUDGET=s] bash docs/benchmarks/gpu-plain-choice-2026-11-28/run.sh TAG
+# where the engine thread's host time goes on this host (SECOND1=elastic: elastic again instead).
+# Usage (device machine, repository root, $OUT set): [BUDGET=s] [SECOND1=elastic] bash docs/benchmarks/gpu-plain-choice-2026-11-28/run.sh TAG
+# (calls a and b ran with the defaults; call c with BUDGET=515 SECOND1=elastic)
 set -uo pipefail
 root=$PWD; tag=${1:-a}; budget=${BUDGET:-560}  # seconds per GPU
 export OMP_NUM_THREADS=8 PYTHONUNBUFFERED=1
@@ -14,7 +15,7 @@ replay=$root/docs/benchmarks/acceptance-synthetic.json
 profile=$root/docs/benchmarks/gpu-concurrency-fresh-profiles-2026-11-28/qwen3-8b/profile.json
 users="u1=users:10@1;u4=users:10@4;u16=users:10@16;u64=users:10@64;u128=users:10@128"
 first=(elastic,chunk:4,chunk:8,chunk:16 chunk:16,chunk:8,chunk:4,elastic)
-second=(elastic host)
+second=(elastic ${SECOND1:-host})
 for g in 0 1; do
   (
     mkdir -p /tmp/tree$g && cp -a $root/. /tmp/tree$g/ 2>/dev/null; rm -rf /tmp/tree$g/models && ln -s $root/models /tmp/tree$g/models
@@ -24,7 +25,7 @@ for g in 0 1; do
     pass=0
     for modes in ${first[$g]} ${second[$g]}; do
       pass=$((pass+1)); left=$((budget - (SECONDS-start)))
-      (( left < 125 )) && break
+      (( left < 110 )) && break
       if [[ $modes == host ]]; then
         timeout $left python3 scripts/host_profile.py --shape qwen3-8b --modes elastic,chunk:4 --rate 128 \
           --replay $replay --out $d/host >> $d/log.txt 2>&1
