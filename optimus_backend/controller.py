@@ -96,7 +96,7 @@ PREFIX_BUCKET = 64  # step-time predictions are cached per batch and prefix buck
 TABLES_KEPT = 512  # profile tables (T at every token count, a few thousand floats each) kept before a reset
 BATCH_RANGES = 10  # step-time factors are learned per batch range [2**k, 2**(k+1)), k < BATCH_RANGES (the last open)
 Z_TIME = 0.5  # standard errors by which a c's step-time factor is lowered in decisions (optimism in T)
-PREPARED_BATCHES = 8  # prepare() makes the choice's tables for batches this far from the last step's
+PREPARED_BATCHES = 8  # prepare() makes the choice's tables for batches this far from the last choice's
 
 
 @dataclass(frozen=True)

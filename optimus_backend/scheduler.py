@@ -58,7 +58,7 @@ class Scheduler:
         return chunk, [(r, r.plan(chunk, self.prefix_reuse, self.out_block, frames.get(r.request_id)))
                        for r in self.running]
 
-    def _step_tokens(self, decoding: list[Request], prefilling: list[Request], windows: "StepWindows | None"
+    def _step_tokens(self, decoding: list[Request], prefilling: list[Request], windows: StepWindows | None
                      ) -> Callable[[Sequence[int]], list[int]]:
         """Decode tokens a step really runs for each chunk size (computed only if the controller asks): windows
         cut at their block's end feed less than c, and the step runs its CUDA graph bucket's tokens."""
@@ -94,6 +94,7 @@ class StepWindows:
         self._spares: list[int] | None = None
 
     def frames(self) -> dict[str, tuple[int, int, int]]:
+        """Each decoding request's frame, by request id, in the order of the requests."""
         if self._frames is None:
             out_block = self._out_block
             self._frames = {r.request_id: r.frame(out_block) for r in self._decoding}
