@@ -579,6 +579,20 @@ def test_only_whole_windows_teach_and_no_c_past_every_room_is_named(cost):
                              spares=lambda: rooms.tolist()) <= 8
 
 
+def test_a_step_with_no_scored_window_teaches_no_acceptance(cost):
+    """A step whose decoding windows all only cached tokens (windows=(), its batch still counting them) leaves every
+    E[c] and the information behind it as they were; windows=None (unknown) learns from the step's totals."""
+    controller = ElasticController(cost, B)
+    for step in range(20):
+        controller.observe(StepRecord(step, 4, 8, 32, 14, 10.0, windows=(8,) * 4, commits=(4, 3, 4, 3)))
+    estimate, count = controller.estimate.copy(), controller.count.copy()
+    controller.observe(StepRecord(20, 4, 8, 32, 0, 10.0, windows=(), commits=()))
+    np.testing.assert_array_equal(controller.estimate, estimate)
+    np.testing.assert_array_equal(controller.count, count)
+    controller.observe(StepRecord(21, 4, 8, 32, 0, 10.0))
+    assert controller.estimate[7] < estimate[7]
+
+
 def test_window_mean_prices_each_requests_room(cost):
     """Chunk c gives a request min(c, its spare room) positions: the mean of E over the step's requests at those
     windows, checked against the sum written out."""

@@ -176,7 +176,7 @@ def test_abort_after_the_last_step_keeps_the_finished_result(tiny_checkpoint):
 def test_a_step_record_counts_every_decoding_request_and_windows_only_scored_ones(tiny_checkpoint):
     """The record's batch is the choice's batch, every request that decodes (one that only prefills is not in it, and
     one whose window only caches tokens is), so step-time factors are learned in the batch range they price; its
-    windows are the scored requests' only, and a step with none scored teaches no acceptance."""
+    windows are the scored requests' only (test_controller: a step with none scored teaches no acceptance)."""
     engine = make_engine(tiny_checkpoint, "chunk:2")
     schedule, planned = engine.scheduler.schedule, []
 
